@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make demo   set up .venv (and system packages), then run the main job on the embedded default
+#   make test   the same set-up, then the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SHARED ?= ../shared/data
+DEMO_OUT ?= outputs/demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# Re-run when the dependency list or the system script changes ("creates or refreshes").
+$(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
+	@bash scripts/setup_system.sh
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (Debian 12: apt-get install python3.11 python3.11-venv) or pass PYTHON=..."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[all]"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/orv-data clips $(SHARED)/bridge_debug/bridge_dataset --preset bridge-tiny --out $(DEMO_OUT)
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+bench: setup
+	$(BIN)/python -m benchmarks.loader_benchmark
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
