@@ -15,6 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ORV_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+# ManiSkill reads MS_ASSET_DIR once, at import: the shared WidowX asset must be set first.
+if (SHARED_DATA / "maniskill" / "data").is_dir():
+    os.environ.setdefault("MS_ASSET_DIR", str(SHARED_DATA / "maniskill"))
 
 
 @pytest.fixture(scope="session")

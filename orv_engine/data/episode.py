@@ -37,7 +37,9 @@ class Episode:
     depth: dict[str, np.ndarray] | None = None  # camera -> (T, H, W) float32, metres
     segmentation: dict[str, np.ndarray] | None = None  # camera -> (T, H, W) int32
     intrinsics: dict[str, np.ndarray] | None = None  # camera -> (3, 3) or (T, 3, 3)
-    extrinsics: dict[str, np.ndarray] | None = None  # camera -> (4, 4) or (T, 4, 4), cam->world
+    # camera -> (4, 4) or (T, 4, 4) camera-to-world, OpenCV axes (world = robot base in sim)
+    extrinsics: dict[str, np.ndarray] | None = None
+    labels: list[str] | None = None  # segmentation value -> semantic name
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])

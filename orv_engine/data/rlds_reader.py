@@ -9,6 +9,7 @@ here, with Pillow, and only for the episodes a worker owns.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -51,6 +52,15 @@ def _feature_paths(features, prefix: str = "") -> set[str]:
             paths.add(path)
             paths |= _feature_paths(features[key], path + "/")
     return paths
+
+
+def decode_single_channel(data: bytes) -> np.ndarray:
+    """A one-channel PNG (8- or 16-bit) -> (H, W) array of its stored integer type."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        array = np.asarray(img)
+    return array[..., 0] if array.ndim == 3 else array
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -104,11 +114,12 @@ class RLDSReader:
         self.files: list[str] = list(splits[split].filenames)
         self.num_episodes: int = int(splits[split].num_examples)
         self.cameras = tuple(cameras) if cameras else self.schema.default_cameras
-        unknown = [c for c in self.cameras if c not in self._image_keys]
+        rgb = [k for k in self._image_keys if k in self.schema.cameras]
+        unknown = [c for c in self.cameras if c not in rgb]
         if unknown:
             raise DatasetError(
                 f"{self.path}: camera(s) {', '.join(unknown)} not in the dataset; "
-                f"it has {', '.join(self._image_keys) or 'no image features'}"
+                f"it has {', '.join(rgb) or 'no camera images'}"
             )
 
     # -- schema checks -------------------------------------------------------------
@@ -207,6 +218,12 @@ class RLDSReader:
             self._bad("none of the requested cameras recorded this episode", where)
             return None
 
+        geometry = {}
+        if self.schema.has_geometry:
+            geometry = self._geometry(steps_np, frames, where)
+            if geometry is None:
+                return None
+
         extra = {}
         if "episode_metadata" in raw:
             extra = {
@@ -222,7 +239,36 @@ class RLDSReader:
             absent_cameras=tuple(absent),
             extra=extra,
         )
-        return Episode(frames=frames, actions=actions, states=states, instruction=instruction, meta=meta)
+        labels = json.loads(extra["semantic_names"]) if "semantic_names" in extra else None
+        return Episode(frames=frames, actions=actions, states=states, instruction=instruction, meta=meta,
+                       labels=labels, **geometry)
+
+    def _geometry(self, steps_np, frames: dict, where: str) -> dict | None:
+        """Depth (metres), segmentation and cameras of each decoded camera ``image_k``."""
+        observation = steps_np["observation"]
+        out = {"depth": {}, "segmentation": {}, "intrinsics": {}, "extrinsics": {}}
+        for camera, video in frames.items():
+            k = camera.split("_")[-1]
+            keys = (f"depth_{k}", f"segmentation_{k}", f"camera_intrinsics_{k}", f"camera_extrinsics_{k}")
+            missing = [key for key in keys if key not in observation]
+            if missing:
+                self._bad(f"missing geometry field(s) {', '.join(missing)}", where)
+                return None
+            maps = {}
+            for key in keys[:2]:
+                try:
+                    maps[key] = np.stack([decode_single_channel(b) for b in observation[key]])
+                except Exception as err:  # Pillow raises several types for broken PNG data
+                    self._bad(f"undecodable {key}", f"{where}: {err}")
+                    return None
+                if maps[key].shape != video.shape[:3]:
+                    self._bad(f"{key} of wrong shape", f"{where}: {maps[key].shape} vs frames {video.shape[:3]}")
+                    return None
+            out["depth"][camera] = maps[keys[0]].astype(np.float32) / 1000.0  # stored in millimetres
+            out["segmentation"][camera] = maps[keys[1]].astype(np.int32)
+            out["intrinsics"][camera] = np.asarray(observation[keys[2]], np.float32)
+            out["extrinsics"][camera] = np.asarray(observation[keys[3]], np.float32)
+        return out
 
     def _decode_camera(self, encoded: np.ndarray, camera: str, where: str) -> np.ndarray | None:
         declared = self._declared_shape[camera]

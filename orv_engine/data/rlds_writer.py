@@ -8,6 +8,7 @@ tfds only writes through a ``DatasetBuilder``, so this wraps the episodes in a t
 
 from __future__ import annotations
 
+import shutil
 import types
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -93,4 +94,7 @@ def write_rlds(
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(num_shards=num_shards, try_download_gcs=False)
     )
+    downloads = Path(data_dir) / "downloads"  # tfds leaves an empty download folder behind
+    if downloads.is_dir() and not any(p.is_file() for p in downloads.rglob("*")):
+        shutil.rmtree(downloads)
     return Path(builder.data_dir)

@@ -7,6 +7,8 @@ Choices (the Open-X conversions Octo/OpenVLA use, done in numpy on one episode):
 - RT-1 (``fractal20220817_data``): actions = ``world_vector`` + ``rotation_delta`` +
   relative gripper command turned absolute; states = ``base_pose_tool_reached`` (xyz +
   quaternion xyzw -> roll/pitch/yaw) + open-ness ``1 - gripper_closed``.
+- simulated episodes (``orv_tabletop``, written by ``orv_engine.sim``): BridgeV2's layout
+  plus depth, segmentation and cameras per step.
 - DROID (``droid``): actions = ``action_dict/cartesian_velocity`` + open-ness
   ``1 - action_dict/gripper_position``; states = ``observation/cartesian_position`` +
   ``1 - observation/gripper_position``.
@@ -30,6 +32,9 @@ class DatasetSchema:
     default_cameras: tuple[str, ...]
     required_fields: tuple[str, ...]  # "steps/..." feature paths the standardization reads
     standardize: Callable[[Steps], tuple[np.ndarray, np.ndarray, str]]
+    # Per camera image_k: depth_k, segmentation_k, camera_intrinsics_k, camera_extrinsics_k
+    # (the layout of orv_engine.sim.rlds_schema).
+    has_geometry: bool = False
 
 
 def _get(steps: Steps, path: str) -> np.ndarray:
@@ -118,6 +123,15 @@ SCHEMAS: dict[str, DatasetSchema] = {
         default_cameras=("image_0",),
         required_fields=("steps/observation/state", "steps/action", "steps/language_instruction"),
         standardize=_bridge,
+    ),
+    "sim": DatasetSchema(
+        kind="sim",
+        tfds_names=("orv_tabletop",),
+        cameras=("image_0", "image_1", "image_2", "image_3"),
+        default_cameras=("image_0",),
+        required_fields=("steps/observation/state", "steps/action", "steps/language_instruction"),
+        standardize=_bridge,
+        has_geometry=True,
     ),
     "rt1": DatasetSchema(
         kind="rt1",
