@@ -21,8 +21,13 @@ $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	@touch $(STAMP)
 
+# The embedded default: the simulated WidowX episodes shipped in orv_engine/demo_data
+# (clips + their 4D-occupancy condition maps); then the real shared Bridge episodes if present.
 demo: setup
-	$(BIN)/orv-data clips $(SHARED)/bridge_debug/bridge_dataset --preset bridge-tiny --out $(DEMO_OUT)
+	$(BIN)/orv-data clips orv_engine/demo_data/orv_tabletop --preset sim --conditions --out $(DEMO_OUT)/sim
+	@if [ -d $(SHARED)/bridge_debug ]; then \
+	  $(BIN)/orv-data clips $(SHARED)/bridge_debug/bridge_dataset --preset bridge-tiny --out $(DEMO_OUT)/bridge; \
+	else echo "($(SHARED)/bridge_debug not found: skipping the real Bridge episodes)"; fi
 
 test: setup
 	$(BIN)/python -m pytest tests

@@ -39,3 +39,18 @@ def test_info_command(bridge_debug, capsys):
     assert main(["info", str(bridge_debug)]) == 0
     out = capsys.readouterr().out
     assert "split    train: 25 episodes in 1 file(s)" in out and "image_0 (64, 64, 3)" in out
+
+
+def test_embedded_sim_dataset_with_condition_maps(tmp_path, capsys):
+    """What `make demo` runs first: the shipped simulated episodes, with occupancy conditions."""
+    from pathlib import Path
+
+    import orv_engine
+
+    demo = Path(orv_engine.__file__).parent / "demo_data" / "orv_tabletop"
+    assert main(["clips", str(demo), "--preset", "sim", "--conditions", "--sheet-rows", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert "read 12 episodes" in capsys.readouterr().out
+    sheet = np.asarray(Image.open(tmp_path / "contact_sheet.png"))
+    # 2 clips x (label + RGB + depth + semantics rows)
+    assert sheet.shape[0] == 2 * (14 + 3 * 96)

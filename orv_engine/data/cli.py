@@ -2,6 +2,7 @@
 
     orv-data info  PATH
     orv-data clips PATH --preset bridge --split train --out outputs/clips
+    orv-data clips orv_engine/demo_data/orv_tabletop --preset sim --conditions
 
 ``clips`` reads the episodes, cuts clips with a Table 9 preset (``--preset``, overridable
 with ``--frames/--height/--width/--stride/--interval``), prints a summary and a report of
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     clips.add_argument("--interval", type=int, help="clip interval Δf2 for this split")
     clips.add_argument("--max-episodes", type=int, default=None, help="stop after this many episodes")
     clips.add_argument("--sheet-rows", type=int, default=8, help="clips shown in the contact sheet")
+    clips.add_argument("--conditions", action="store_true",
+                       help="for episodes with depth and cameras (simulation): build their 4D occupancy and "
+                            "render depth/semantic condition maps of the contact-sheet clips")
     clips.add_argument("--strict", action="store_true", help="fail on the first bad episode instead of skipping it")
     clips.add_argument("--out", default="outputs/clips", help="output folder (default: outputs/clips)")
     return parser
@@ -99,6 +103,10 @@ def cmd_clips(args) -> int:
         for clip in clips:
             actions.append(clip.actions[clip.action_mask])
         if clips and len(sheet_clips) < args.sheet_rows:
+            if args.conditions and episode.depth is not None:
+                from orv_engine.occupancy import clip_condition_maps
+
+                clips[0].conditions.update(clip_condition_maps(episode, clips[0]))
             sheet_clips.append(clips[0])
         if args.max_episodes and episodes >= args.max_episodes:
             break

@@ -89,6 +89,8 @@ PRESETS: dict[str, ClipConfig] = {
     "bridge": ClipConfig(num_frames=16, height=320, width=480, frame_stride=1, clip_interval=4, val_clip_interval=16),
     "droid": ClipConfig(num_frames=24, height=256, width=384, frame_stride=3, clip_interval=16, val_clip_interval=72),
     "rt1": ClipConfig(num_frames=16, height=320, width=480, frame_stride=2, clip_interval=6, val_clip_interval=16),
+    # The embedded simulated dataset (orv_engine/demo_data: 128x128, ~40 steps at 5 Hz).
+    "sim": ClipConfig(num_frames=16, height=128, width=128, frame_stride=1, clip_interval=8, val_clip_interval=16),
     # CPU tests and the demo on the shared 10-step, 64x64 Bridge episodes.
     "bridge-tiny": ClipConfig(num_frames=8, height=64, width=64, frame_stride=1, clip_interval=1, val_clip_interval=2),
 }
