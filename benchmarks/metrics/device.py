@@ -1,0 +1,26 @@
+"""Pick the torch device the metrics run on.
+
+One rule for every network in this package, so ``--device auto`` means the same thing for
+FID, FVD and LPIPS: the first CUDA GPU when there is one, else the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda`` when available else ``cpu``; anything else is passed to torch.
+
+    Asking for CUDA on a machine without it is an error here, not a crash deep inside a
+    network call.
+    """
+    if isinstance(name, torch.device):
+        device = name
+    elif name == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was asked for but torch sees no CUDA GPU")
+    return device
