@@ -8,9 +8,14 @@ STAMP  := $(VENV)/.installed
 SHARED ?= ../shared/data
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup side-venvs demo test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) side-venvs
+
+# Side venvs for what cannot live beside torch 2.14.1 (each script is idempotent):
+#   .venv-lerobot  lerobot 0.4.4 (torch<2.11) for the LeRobot export
+side-venvs: $(STAMP)
+	@bash scripts/setup_lerobot_venv.sh .venv-lerobot
 
 # Re-run when the dependency list or the system script changes ("creates or refreshes").
 $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
@@ -23,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
 
 # The embedded default: the simulated WidowX episodes shipped in orv_engine/demo_data
 # (clips + their 4D-occupancy condition maps); then the real shared Bridge episodes if present.
-demo: setup
+demo: $(STAMP)
 	$(BIN)/orv-data clips orv_engine/demo_data/orv_tabletop --preset sim --conditions --out $(DEMO_OUT)/sim
 	@if [ -d $(SHARED)/bridge_debug ]; then \
 	  $(BIN)/orv-data clips $(SHARED)/bridge_debug/bridge_dataset --preset bridge-tiny --out $(DEMO_OUT)/bridge; \
@@ -32,8 +37,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests
 
-bench: setup
+bench: $(STAMP)
 	$(BIN)/python -m benchmarks.loader_benchmark
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) .venv-lerobot .venv-vllm outputs .pytest_cache

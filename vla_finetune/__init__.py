@@ -1,7 +1,9 @@
 """RLDS export of kept clips, BridgeV2 mixtures, RoboVLM/SpatialVLA recipes, SimplerEnv.
 
-Not built yet: see the export, policies and evaluation issues. Importing it fixes the
-import order.
+Built: the export (``clip_record.ExportClip`` -> ``export`` -> RLDS in BridgeV2's schema),
+``mixture``/``merge`` with BridgeV2 and shared statistics, ``lerobot_export``, the
+``orv-export`` CLI (docs/export.md). Policies and evaluation: see their issues. Importing
+it fixes the import order.
 """
 
 import orv_engine.import_order as _import_order

@@ -118,7 +118,8 @@ def _droid(steps: Steps):
 SCHEMAS: dict[str, DatasetSchema] = {
     "bridge": DatasetSchema(
         kind="bridge",
-        tfds_names=("bridge_dataset", "bridge_orig"),
+        # + this project's exports of generated clips and their physical merge (vla_finetune)
+        tfds_names=("bridge_dataset", "bridge_orig", "orv_bridge", "bridge_orv_merged"),
         cameras=("image_0", "image_1", "image_2", "image_3"),
         default_cameras=("image_0",),
         required_fields=("steps/observation/state", "steps/action", "steps/language_instruction"),
