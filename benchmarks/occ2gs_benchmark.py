@@ -1,4 +1,4 @@
-"""Speed of the CPU Occ2GS renderer (frames per second = one view of one occupancy frame).
+"""Speed of the CPU Occ2GS renderers (frames per second = one view of one occupancy frame).
 
 Scene: a tabletop occupancy on the 1 mm canonical grid (table, back and side walls, boxes),
 randomly thinned to 10K / 100K / 500K occupied voxels, seen by an over-the-shoulder camera
@@ -7,7 +7,12 @@ Gaussian against every pixel, same footprint and alpha rules) runs on 10K Gaussi
 the speed-up ratio (at 128x128: it evaluates every Gaussian-pixel pair). Target from issue 4: >= 30 frames/s for 100K Gaussians at 320x480 on 2
 cores.
 
-    python -m benchmarks.occ2gs_benchmark [--threads 2] [--min-seconds 3] [--json out.json]
+Renderers: "tiled" = the torch renderer (``project`` + ``rasterize``), "numba" = the compiled
+backend (``project_numba`` + ``rasterize_numba``, the whole per-frame pipeline), "dense" = the
+reference. ``--threads`` sets both torch's and numba's thread count; numba's one-time JIT
+compile (or cache load) is timed separately and excluded from frames/s.
+
+    python -m benchmarks.occ2gs_benchmark [--threads 2] [--min-seconds 3] [--skip-torch] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from orv_engine.occupancy import render_numba
 from orv_engine.occupancy.cameras import look_at, pinhole
 from orv_engine.occupancy.projection import SplatSettings, project
 from orv_engine.occupancy.render_dense import rasterize_dense
@@ -85,14 +91,28 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--skip-dense", action="store_true")
+    parser.add_argument("--skip-torch", action="store_true", help="numba (and dense) rows only")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_numba = render_numba.numba_available()
+    if use_numba:
+        render_numba.numba.set_num_threads(min(args.threads, render_numba.numba.config.NUMBA_NUM_THREADS))
+        start = time.perf_counter()  # one-time JIT compile (or load from numba's cache)
+        K, pose = camera(*DENSE_SIZE)
+        render_numba.render_numba(np.zeros((1, 3), np.float32), np.zeros(1, np.int64), K, pose, *DENSE_SIZE,
+                                  VOXEL, SplatSettings())
+        compile_seconds = time.perf_counter() - start
     all_voxels = tabletop_voxels()
     rng = np.random.default_rng(1)
     settings = SplatSettings()
     results = []
     print(f"scene: {all_voxels.shape[0]} surface voxels; torch threads: {torch.get_num_threads()}")
+    if use_numba:
+        print(f"numba {render_numba.numba.__version__}: threads {render_numba.numba.get_num_threads()}, "
+              f"layer {render_numba.numba.threading_layer()}, JIT compile/cache load {compile_seconds:.2f} s (excluded)")
+    else:
+        print("numba not installed: numba rows skipped")
     print(f"{'gaussians':>9} {'size':>8} {'renderer':>8} {'frames/s':>9} {'ms/frame':>9} {'cpu ms/frame':>12} {'fragments':>10} {'coverage':>8}")
     for count in COUNTS:
         means = torch.tensor(all_voxels[rng.choice(all_voxels.shape[0], count, replace=False)], dtype=torch.float32)
@@ -100,20 +120,22 @@ def main(argv=None) -> list[dict]:
         sizes = SIZES + ((DENSE_SIZE,) if count == COUNTS[0] and not args.skip_dense else ())
         for height, width in sizes:
             K, pose = camera(height, width)
-            renderers = [("tiled", rasterize)]
+            renderers = [] if args.skip_torch else [("tiled", project, rasterize)]
+            if use_numba:
+                renderers.append(("numba", render_numba.project_numba, render_numba.rasterize_numba))
             if (height, width) == DENSE_SIZE:
-                renderers.append(("dense", lambda p, l, h, w, s: rasterize_dense(p, l, h, w, s, chunk=128)))
-            for name, raster in renderers:
+                renderers.append(("dense", project, lambda p, l, h, w, s: rasterize_dense(p, l, h, w, s, chunk=128)))
+            for name, projector, raster in renderers:
                 state = {}
 
                 def render():
-                    projected = project(means, K, pose, height, width, VOXEL, settings)
+                    projected = projector(means, K, pose, height, width, VOXEL, settings)
                     state["view"] = raster(projected, labels, height, width, settings)
                     state["projected"] = projected
 
-                fps, cpu = time_renders(render, args.min_seconds if name == "tiled" else 0.0,
-                                        max_runs=50 if name == "tiled" else 1)
-                radius = state["projected"].radius.float()
+                fast = name != "dense"
+                fps, cpu = time_renders(render, args.min_seconds if fast else 0.0, max_runs=50 if fast else 1)
+                radius = torch.as_tensor(state["projected"].radius).long()
                 fragments = int(((2 * radius + 1) ** 2).sum())
                 coverage = float(state["view"].valid.float().mean())
                 row = dict(gaussians=count, height=height, width=width, renderer=name, fps=fps,
@@ -122,14 +144,25 @@ def main(argv=None) -> list[dict]:
                 results.append(row)
                 print(f"{count:>9} {height:>3}x{width:<4} {name:>8} {fps:>9.2f} {1000 / fps:>9.1f} {1000 * cpu:>12.1f} {fragments:>10} {coverage:>8.2f}", flush=True)
     for height, width in (DENSE_SIZE,):
-        pair = {r["renderer"]: r["fps"] for r in results if r["gaussians"] == COUNTS[0] and (r["height"], r["width"]) == (height, width)}
-        if "dense" in pair:
-            print(f"speed-up over dense reference, {COUNTS[0]} Gaussians at {height}x{width}: {pair['tiled'] / pair['dense']:.1f}x")
-    target = [r for r in results if r["gaussians"] == 100_000 and r["width"] == 480 and r["renderer"] == "tiled"]
-    if target:
-        fps = target[0]["fps"]
-        verdict = "met" if fps >= 30 else f"{30 / fps:.1f}x short"
-        print(f"target 30 frames/s for 100K at 320x480: measured {fps:.2f} ({verdict})")
+        pair = {r["renderer"]: r for r in results if r["gaussians"] == COUNTS[0] and (r["height"], r["width"]) == (height, width)}
+        for name in ("tiled", "numba"):
+            if "dense" in pair and name in pair:
+                print(f"speed-up of {name} over the dense reference, {COUNTS[0]} Gaussians at {height}x{width}: "
+                      f"{pair[name]['fps'] / pair['dense']['fps']:.1f}x wall, "
+                      f"{pair['dense']['cpu_ms_per_frame'] / pair[name]['cpu_ms_per_frame']:.1f}x CPU time")
+    for count in COUNTS:
+        for height, width in SIZES:
+            pair = {r["renderer"]: r for r in results if r["gaussians"] == count and (r["height"], r["width"]) == (height, width)}
+            if "tiled" in pair and "numba" in pair:
+                print(f"numba vs torch, {count} Gaussians at {height}x{width}: {pair['numba']['fps'] / pair['tiled']['fps']:.1f}x wall, "
+                      f"{pair['tiled']['cpu_ms_per_frame'] / pair['numba']['cpu_ms_per_frame']:.1f}x CPU time")
+    for name in ("tiled", "numba"):
+        target = [r for r in results if r["gaussians"] == 100_000 and r["width"] == 480 and r["renderer"] == name]
+        if target:
+            fps = target[0]["fps"]
+            verdict = "met" if fps >= 30 else f"{30 / fps:.1f}x short"
+            print(f"target 30 frames/s for 100K at 320x480 ({name}): measured {fps:.2f} frames/s, "
+                  f"{target[0]['cpu_ms_per_frame']:.1f} CPU ms/frame ({verdict})")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -14,9 +14,11 @@ from orv_engine.occupancy.errors import OccupancyInputError
 from orv_engine.occupancy.occupancy4d import Occupancy4D
 from orv_engine.occupancy.projection import SplatSettings, project, visible_depth_range
 from orv_engine.occupancy.render_gsplat import gsplat_available, rasterize_gsplat
+from orv_engine.occupancy.render_numba import numba_available, render_numba, require_numba, visible_depth_range_numba
 from orv_engine.occupancy.render_occ2gs import BACKGROUND_LABEL, rasterize
 
-BACKENDS = ("auto", "torch", "gsplat")
+# "auto": gsplat when gsplat and CUDA are present, else numba when it imports, else torch
+BACKENDS = ("auto", "torch", "numba", "gsplat")
 
 
 @dataclass
@@ -57,7 +59,8 @@ def render_condition_maps(occupancy: Occupancy4D, camera: ViewCamera, settings: 
 
     ``depth_normalization`` picks the z range of the scale rule: "frame" (the paper's
     min/max over the Gaussians in view of each frame) or "sequence" (one range for all
-    frames, steadier Gaussian sizes across time).
+    frames, steadier Gaussian sizes across time). ``backend``: "auto" (gsplat with CUDA, else
+    numba when installed, else torch), or "numba", "torch", "gsplat" explicitly.
     """
     settings = settings or SplatSettings()
     if backend not in BACKENDS:
@@ -69,13 +72,17 @@ def render_condition_maps(occupancy: Occupancy4D, camera: ViewCamera, settings: 
     if occupancy.is_empty:
         raise OccupancyInputError("occupancy: no occupied voxel in any frame; nothing to render")
     use_gsplat = backend == "gsplat" or (backend == "auto" and gsplat_available())
+    use_numba = backend == "numba" or (backend == "auto" and not use_gsplat and numba_available())
+    if backend == "numba":
+        require_numba()
+    depth_range_of = visible_depth_range_numba if use_numba else visible_depth_range
     num_frames = occupancy.num_frames
     Ks = torch.from_numpy(check_intrinsics(camera.intrinsics, num_frames, "camera.intrinsics"))
     poses = torch.from_numpy(check_poses(camera.cam_to_world, num_frames, "camera.cam_to_world"))
     H, W = camera.height, camera.width
     means = [torch.from_numpy(occupancy.centers(t)).float() for t in range(num_frames)]
     labels = [torch.from_numpy(occupancy.labels[t]).long() for t in range(num_frames)]
-    ranges = [visible_depth_range(means[t], Ks[t].float(), poses[t].float(), H, W, settings.near)
+    ranges = [depth_range_of(means[t], Ks[t].float(), poses[t].float(), H, W, settings.near)
               for t in range(num_frames)]
     if depth_normalization == "sequence":
         seen = [r for r in ranges if r is not None]
@@ -90,6 +97,8 @@ def render_condition_maps(occupancy: Occupancy4D, camera: ViewCamera, settings: 
             continue
         if use_gsplat:
             view = rasterize_gsplat(means[t], labels[t], Ks[t], poses[t], H, W, voxel, settings, ranges[t])
+        elif use_numba:
+            view = render_numba(means[t], labels[t], Ks[t], poses[t], H, W, voxel, settings, ranges[t])
         else:
             projected = project(means[t], Ks[t], poses[t], H, W, voxel, settings, ranges[t])
             view = rasterize(projected, labels[t], H, W, settings)
