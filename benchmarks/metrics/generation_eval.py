@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks.metrics import table1
 from benchmarks.metrics.device import resolve_device
-from benchmarks.metrics.video_io import write_clip
+from orv_engine.data.clip_files import write_clip
 
 
 def clip_name(clip, index: int) -> str:

@@ -9,7 +9,7 @@ for, and LPIPS when its backbone weights are given) and writes it to ``--out`` a
 ``table1.csv``, ``table1.json`` (with the settings and notes) and ``table1.md``, with the
 per-clip PSNR/SSIM/LPIPS in ``per_clip.csv``.
 
-Clips pair by name (see ``video_io``); every pair is checked (names, frame counts, sizes)
+Clips pair by name (see ``orv_engine.data.clip_files``); every pair is checked (names, frame counts, sizes)
 before any network runs. Clips stream through one pair at a time, so the split need not
 fit in memory; the networks see batches of ``--batch-size`` frames (FID) and
 ``batch-size // length`` clips (FVD). What the numbers mean: docs/metrics.md.
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.metrics import psnr_ssim, video_io
+from benchmarks.metrics import psnr_ssim
+from orv_engine.data import clip_files as video_io
 from benchmarks.metrics.device import resolve_device
 from benchmarks.metrics.features import FeatureBank
 from benchmarks.metrics.frechet import frechet_distance_of_features

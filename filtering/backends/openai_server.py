@@ -1,0 +1,84 @@
+"""Any OpenAI-compatible server (``vllm serve``, SGLang, a hosted endpoint) through the
+``openai`` client, with bounded concurrency, per-request timeouts and retries.
+
+- concurrency: at most ``OpenAIConfig.concurrency`` requests in flight (a thread pool);
+- timeouts and retries: the client's own (``timeout`` seconds per request,
+  ``max_retries`` on connection errors, 408/409/429 and 5xx, with exponential back-off);
+  a request that still fails comes back as an error response, never an exception;
+- frames: ``video_mode="video"`` sends one ``video_url`` whose data URL holds the JPEG
+  frames (``data:video/jpeg;base64,<frame>,<frame>,...``, what vLLM's server reads),
+  ``"images"`` one ``image_url`` per frame (any vision server), ``"none"`` no frames;
+- structured output: ``response_format={"type": "json_schema", ...}`` with the scoring
+  schema (vLLM guided decoding behind it).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
+from filtering.config import OpenAIConfig
+
+
+def jpeg_base64(frame: np.ndarray, quality: int = 90) -> str:
+    from PIL import Image  # noqa: PLC0415
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="JPEG", quality=quality)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def frame_content(frames: np.ndarray | None, mode: str) -> list[dict]:
+    if frames is None or mode == "none":
+        return []
+    encoded = [jpeg_base64(f) for f in frames]
+    if mode == "images":
+        return [{"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{e}"}} for e in encoded]
+    return [{"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(encoded)}}]
+
+
+class OpenAIServerBackend(VLMBackend):
+    name = "openai"
+
+    def __init__(self, model: str, config: OpenAIConfig | None = None):
+        import openai  # noqa: PLC0415
+
+        self.config = config or OpenAIConfig()
+        self.model = self.config.served_model or model
+        self.supports_video = self.config.video_mode != "none"
+        self.client = openai.OpenAI(base_url=self.config.base_url, api_key=self.config.api_key,
+                                    timeout=self.config.timeout, max_retries=self.config.max_retries)
+        self.pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="orv-filter-openai")
+
+    def _one(self, request: VLMRequest) -> VLMResponse:
+        start = time.perf_counter()
+        try:
+            content = frame_content(request.frames, self.config.video_mode) + [{"type": "text", "text": request.prompt}]
+            kwargs = dict(model=self.model, messages=[{"role": "user", "content": content}],
+                          max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p)
+            if request.seed is not None:
+                kwargs["seed"] = request.seed
+            if request.json_schema is not None and self.config.guided_json:
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "clip_score", "schema": request.json_schema, "strict": True},
+                }
+            if request.frames is not None and self.config.video_mode == "video":
+                kwargs["extra_body"] = {"mm_processor_kwargs": {"fps": request.fps}}
+            completion = self.client.chat.completions.create(**kwargs)
+            choice = completion.choices[0]
+            return VLMResponse(choice.message.content, None, time.perf_counter() - start, choice.finish_reason)
+        except Exception as error:  # noqa: BLE001  (timeouts, refused connections, 4xx/5xx)
+            return VLMResponse(None, describe(error), time.perf_counter() - start)
+
+    def _generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
+        return list(self.pool.map(self._one, requests))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.client.close()

