@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.metrics import psnr_ssim, stand_ins
+    from benchmarks.metrics import stand_ins
+    from orv_engine.evaluation import psnr_ssim
     from benchmarks.metrics.fid import InceptionFeatures
     from benchmarks.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
     from benchmarks.metrics.fvd import I3DFeatures

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmarks.metrics.psnr_ssim import finite_mean, psnr_frames, ssim_frames
+from orv_engine.evaluation.psnr_ssim import finite_mean, psnr_frames, ssim_frames
 from metrics_helpers import noisy, smooth_clip
 
 

@@ -1,6 +1,6 @@
 """Video quality metrics of the paper's Table 1 (PSNR, SSIM, FID, FVD) plus LPIPS.
 
-One file per idea: reading clip folders (``orv_engine.data.clip_files``), per-frame metrics (``psnr_ssim``,
+One file per idea: reading clip folders (``orv_engine.data.clip_files``), per-frame metrics (``orv_engine.evaluation.psnr_ssim``,
 ``lpips``), the Fréchet distance (``frechet``) and the two networks that feed it
 (``fid``: InceptionV3 pool3, ``fvd``: Kinetics-400 I3D, batched by ``features``), the
 command that scores a folder of generated clips against a folder of ground truth

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.metrics import psnr_ssim
+from orv_engine.evaluation import psnr_ssim
 from orv_engine.data import clip_files as video_io
 from benchmarks.metrics.device import resolve_device
 from benchmarks.metrics.features import FeatureBank
