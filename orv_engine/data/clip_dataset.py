@@ -135,7 +135,7 @@ class ClipDataset(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch, *self._reader_slot()])
         buffer: list[Clip] = []
         for episode in self._episodes(reader):
-            for clip in cut_clips(episode, self.clip_config, self.split, self.report):
+            for clip in self._episode_clips(episode):
                 if not self.shuffle:
                     yield self._out(clip)
                     continue
@@ -144,6 +144,10 @@ class ClipDataset(IterableDataset):
                     yield self._out(buffer.pop(int(rng.integers(len(buffer)))))
         while buffer:
             yield self._out(buffer.pop(int(rng.integers(len(buffer)))))
+
+    def _episode_clips(self, episode) -> list[Clip]:
+        """The clips of one episode; subclasses add to them (e.g. condition maps)."""
+        return cut_clips(episode, self.clip_config, self.split, self.report)
 
     def _out(self, clip: Clip):
         return clip if self.as_clips else clip_to_sample(clip)

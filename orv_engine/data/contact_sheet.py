@@ -11,25 +11,16 @@ from PIL import Image, ImageDraw
 from orv_engine.data.clips import Clip
 
 
-# Colours of semantic labels (index % len); background (-1) is black.
-_PALETTE = np.array([[70, 70, 70], [160, 120, 60], [210, 210, 210], [220, 40, 40], [40, 170, 70],
-                     [240, 200, 30], [40, 90, 220], [170, 60, 200], [60, 200, 200], [250, 140, 40]], np.uint8)
-
-
 def condition_rows(clip: Clip) -> list[np.ndarray]:
-    """Extra rows of (F, H, W, 3) images for a clip's depth and semantic condition maps."""
+    """Extra rows of (F, H, W, 3) images for a clip's depth and semantic condition maps,
+    drawn as the VAE sees them (:mod:`orv_engine.occupancy.condition_images`)."""
+    from orv_engine.occupancy.condition_images import depth_image, semantic_image
+
     rows = []
-    depth = clip.conditions.get("depth")
-    if depth is not None:
-        valid = depth > 0
-        lo, hi = (np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0))
-        gray = np.where(valid, 1.0 - np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1), 0.0)
-        rows.append((np.repeat(gray[..., None], 3, axis=-1) * 255).astype(np.uint8))
-    semantics = clip.conditions.get("semantics")
-    if semantics is not None:
-        colours = _PALETTE[np.mod(semantics, len(_PALETTE))]
-        colours[semantics < 0] = 0
-        rows.append(colours)
+    if clip.conditions.get("depth") is not None:
+        rows.append(depth_image(clip.conditions["depth"]))
+    if clip.conditions.get("semantics") is not None:
+        rows.append(semantic_image(clip.conditions["semantics"]))
     return rows
 
 

@@ -1,11 +1,7 @@
 """Training samples: clips of an RLDS dataset, with condition images for stage 2.
 
-Condition maps become RGB images the VAE can encode, in one fixed way that inference must
-repeat (:func:`condition_images`, also used by validation):
-
-- depth: per clip, valid depths mapped linearly to ``[0.1, 1]`` with near = bright (2nd and
-  98th percentile of the clip), background 0; repeated to 3 channels;
-- semantics: label id ``k`` -> ``PALETTE[k % len(PALETTE)]``, background black.
+Condition maps become RGB images the VAE can encode, in the one fixed way inference must
+repeat (:func:`orv_engine.occupancy.condition_images.condition_images`).
 
 The condition source is the paper's coarse maps rendered from the episode's 4D occupancy
 (``occupancy``), or the episode's own depth/segmentation (``episode``, the paper's "fine"
@@ -20,44 +16,14 @@ import numpy as np
 import torch
 
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
-from orv_engine.data.clips import PRESETS, Clip, ClipConfig, cut_clips
-
-PALETTE = np.array(
-    [[70, 70, 70], [160, 120, 60], [210, 210, 210], [220, 40, 40], [40, 170, 70], [240, 200, 30],
-     [40, 90, 220], [170, 60, 200], [60, 200, 200], [250, 140, 40], [120, 200, 90], [200, 120, 160]],
-    np.uint8,
-)
-
+from orv_engine.data.clips import PRESETS, Clip, ClipConfig
+from orv_engine.occupancy.condition_images import condition_images
 
 def clip_config_of(data_config) -> ClipConfig:
     overrides = dict(data_config.clip)
     if data_config.camera is not None:
         overrides["camera"] = data_config.camera
     return replace(PRESETS[data_config.preset], **overrides)
-
-
-def depth_image(depth: np.ndarray) -> np.ndarray:
-    """(T, H, W) metres (0 = no depth) -> (T, H, W, 3) uint8, near bright, background black."""
-    depth = np.asarray(depth, np.float32)
-    valid = depth > 0
-    lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-    value = 1.0 - 0.9 * np.clip((depth - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    gray = np.where(valid, value, 0.0)
-    return np.repeat((gray * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def semantic_image(labels: np.ndarray) -> np.ndarray:
-    """(T, H, W) int label ids (< 0 = background) -> (T, H, W, 3) uint8 palette colours."""
-    labels = np.asarray(labels)
-    out = PALETTE[np.mod(labels, len(PALETTE))]
-    out[labels < 0] = 0
-    return out
-
-
-def condition_images(maps: dict[str, np.ndarray], kinds) -> dict[str, np.ndarray]:
-    """{kind: raw map (T, H, W)} -> {kind: (T, H, W, 3) uint8} for each of ``kinds``."""
-    convert = {"depth": depth_image, "semantics": semantic_image}
-    return {kind: convert[kind](maps[kind]) for kind in kinds}
 
 
 def _resize_nearest(maps: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -112,24 +78,14 @@ class TrainClipDataset(ClipDataset):
         self.conditions_source = conditions_source
         super().__init__(*args, **kwargs)
 
-    def __iter__(self):
-        if not self.condition_kinds:
-            yield from super().__iter__()
-            return
-        reader = self._reader()
-        rng = np.random.default_rng([self.seed, self.epoch, *self._reader_slot()])
-        buffer, cache = [], {}
-        for episode in self._episodes(reader):
-            for clip in cut_clips(episode, self.clip_config, self.split, self.report):
-                clip.conditions.update(clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache))
-                if not self.shuffle:
-                    yield self._out(clip)
-                    continue
-                buffer.append(clip)
-                if len(buffer) >= self.shuffle_buffer:
-                    yield self._out(buffer.pop(int(rng.integers(len(buffer)))))
-        while buffer:
-            yield self._out(buffer.pop(int(rng.integers(len(buffer)))))
+    def _episode_clips(self, episode) -> list[Clip]:
+        clips = super()._episode_clips(episode)
+        if self.condition_kinds:
+            cache: dict = {}  # one occupancy per episode, shared by its clips
+            for clip in clips:
+                clip.conditions.update(
+                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache))
+        return clips
 
     def _out(self, clip: Clip):
         if self.as_clips:
