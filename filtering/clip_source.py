@@ -27,12 +27,6 @@ class ClipInput:
     conditions: Callable[[], dict | None] = field(default=lambda: None)
 
 
-def _clip_extensions() -> tuple[str, ...]:
-    from orv_engine.data.clip_files import CLIP_EXTENSIONS  # noqa: PLC0415
-
-    return CLIP_EXTENSIONS
-
-
 def _read(path: Path) -> np.ndarray:
     from orv_engine.data.clip_files import read_clip  # noqa: PLC0415
 
@@ -47,32 +41,17 @@ def _load_conditions(path: Path) -> dict | None:
 
 
 def clips_from_folder(folder, conditions_dir=None) -> tuple[list[ClipInput], list[str]]:
-    """``(clips, ignored entries)`` of a folder, in natural name order."""
-    import re  # noqa: PLC0415
+    """``(clips, ignored entries)`` of a folder, in natural name order (the naming rule of
+    :mod:`orv_engine.data.clip_files`; what it cannot read is reported, not fatal)."""
+    from orv_engine.data.clip_files import scan_clip_folder  # noqa: PLC0415
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder of clips: {folder}")
-    extensions = _clip_extensions()
-    key = lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]  # noqa: E731
-    clips, ignored, names = [], [], set()
-    for entry in sorted(folder.iterdir(), key=key):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in entry.iterdir()):
-                ignored.append(entry.name + "/")
-                continue
-            name = entry.name
-        elif entry.suffix.lower() in extensions:
-            name = entry.stem
-        else:
-            ignored.append(entry.name)
-            continue
-        if name in names:
-            ignored.append(f"{entry.name} (a second clip named {name!r})")
-            continue
-        names.add(name)
+    found, ignored, duplicates = scan_clip_folder(folder)
+    ignored += [f"{second.name} (a second clip named {name!r})" for name, _, second in duplicates]
+    clips = []
+    for name, entry in found.items():
         cond = (lambda p=Path(conditions_dir) / f"{name}.npz": _load_conditions(p)) if conditions_dir else (lambda: None)
         clips.append(ClipInput(name, lambda p=entry: _read(p), str(entry), cond))
     return clips, ignored

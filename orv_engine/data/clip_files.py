@@ -50,14 +50,14 @@ def _frame_files(folder: Path) -> list[Path]:
     )
 
 
-def list_clips(folder: str | Path) -> dict[str, Path]:
-    """Map clip name -> path for every clip in ``folder`` (hidden entries are skipped)."""
+def scan_clip_folder(folder: str | Path) -> tuple[dict[str, Path], list[str], list[tuple[str, Path, Path]]]:
+    """``({name: path}, unsupported entries, duplicates)`` of a folder, in natural name
+    order; hidden entries are skipped; a duplicate is ``(name, kept path, second path)``."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ClipPairError(f"not a folder of clips: {folder}")
     clips: dict[str, Path] = {}
-    unsupported = []
-    for entry in sorted(folder.iterdir()):
+    unsupported: list[str] = []
+    duplicates: list[tuple[str, Path, Path]] = []
+    for entry in sorted(folder.iterdir(), key=_natural_key):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
@@ -71,8 +71,21 @@ def list_clips(folder: str | Path) -> dict[str, Path]:
             unsupported.append(entry.name)
             continue
         if name in clips:
-            raise ClipPairError(f"two clips named {name!r} in {folder}: {clips[name].name} and {entry.name}")
+            duplicates.append((name, clips[name], entry))
+            continue
         clips[name] = entry
+    return clips, unsupported, duplicates
+
+
+def list_clips(folder: str | Path) -> dict[str, Path]:
+    """Map clip name -> path for every clip in ``folder``; anything else is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClipPairError(f"not a folder of clips: {folder}")
+    clips, unsupported, duplicates = scan_clip_folder(folder)
+    if duplicates:
+        name, first, second = duplicates[0]
+        raise ClipPairError(f"two clips named {name!r} in {folder}: {first.name} and {second.name}")
     if unsupported:
         raise ClipPairError(
             f"unsupported entries in {folder}: {', '.join(unsupported[:10])}"
