@@ -28,19 +28,18 @@ $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	@touch $(STAMP)
 
-# The embedded default: the simulated WidowX episodes shipped in orv_engine/demo_data
-# (clips + their 4D-occupancy condition maps); then the real shared Bridge episodes if present.
+# The embedded default: the whole augmentation loop (orv-augment) on the simulated WidowX
+# episodes shipped in orv_engine/demo_data, with tiny random models made on the fly; it ends
+# with the paths of the report and the exported RLDS dataset. Rerunning resumes.
 demo: $(STAMP)
-	$(BIN)/orv-data clips orv_engine/demo_data/orv_tabletop --preset sim --conditions --out $(DEMO_OUT)/sim
-	@if [ -d $(SHARED)/bridge_debug ]; then \
-	  $(BIN)/orv-data clips $(SHARED)/bridge_debug/bridge_dataset --preset bridge-tiny --out $(DEMO_OUT)/bridge; \
-	else echo "($(SHARED)/bridge_debug not found: skipping the real Bridge episodes)"; fi
+	$(BIN)/orv-augment demo --out $(DEMO_OUT)/augment --no-progress
 
 test: setup
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.loader_benchmark
+	$(BIN)/python -m benchmarks.augment_benchmark
 
 clean:
 	rm -rf $(VENV) .venv-lerobot .venv-vllm outputs .pytest_cache

@@ -1,6 +1,13 @@
-"""First frames (FLUX ControlNet), ORV rollouts, the job system and the ``orv-augment`` CLI.
+"""The augmentation loop and its job system: ``orv-augment``.
 
-Not built yet: see the augmentation-loop issue. Importing it fixes the import order.
+source episodes -> ``sources`` (actions, states, occupancy-rendered condition maps) ->
+``first_frames`` (FLUX ControlNet paints N new appearances per episode) -> ``rollouts``
+(ORV rolls each first frame out under the episode's actions and conditions) -> ``scores``
+(cheap checks + Qwen2.5-VL caption/score, the ``filtering`` package) -> ``filter``
+(selection) -> ``export`` (RLDS in BridgeV2's schema, ``vla_finetune``) -> ``merge``
+(mixture with BridgeV2). ``manifest`` makes every step resumable after a kill; ``runner``
+runs the stages in one process, ``ray_runner`` on a Ray cluster. Importing it fixes the
+import order.
 """
 
 import orv_engine.import_order as _import_order

@@ -8,13 +8,13 @@ selection rule. ``orv-filter --config cfg.yaml`` reads it; ``--set key=value`` o
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from filtering.prompts import CAPTION_PROMPT, DEFAULT_WEIGHTS, SCORING_PROMPT_HEAD, check_weights
+from orv_engine.config_validation import build_dataclass
 
 BACKENDS = ("transformers", "vllm", "openai")
 
@@ -147,7 +147,7 @@ class FilterConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "FilterConfig":
-        return _build(cls, data or {}, "")
+        return build_dataclass(cls, data or {})
 
     @classmethod
     def load(cls, path) -> "FilterConfig":
@@ -173,20 +173,3 @@ class FilterConfig:
                 raise ValueError(f"unknown config key {key!r}")
             target[parts[-1]] = yaml.safe_load(raw)
         return FilterConfig.from_dict(data)
-
-
-def _build(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(sorted(where + k for k in unknown))}")
-    kwargs = {}
-    for name, value in data.items():
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}{name}.")
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)

@@ -8,7 +8,7 @@ from their own modules only when used.
 """
 
 from orv_engine.occupancy.alignment import DepthAlignment, fit_depth_alignment, rescale_cameras
-from orv_engine.occupancy.clip_conditions import clip_condition_maps
+from orv_engine.occupancy.clip_conditions import clip_condition_maps, episode_condition_maps
 from orv_engine.occupancy.condition_maps import ConditionMaps, ViewCamera, render_condition_maps, render_views
 from orv_engine.occupancy.errors import OccupancyInputError
 from orv_engine.occupancy.from_episode import occupancy_from_episode
@@ -22,7 +22,7 @@ from orv_engine.occupancy.storage import load_occupancy, save_occupancy
 from orv_engine.occupancy.voxelize import voxelize
 
 __all__ = [
-    "BACKGROUND_LABEL", "ConditionMaps", "clip_condition_maps", "DepthAlignment", "GaussianScaleRule", "Occupancy4D",
+    "BACKGROUND_LABEL", "ConditionMaps", "clip_condition_maps", "episode_condition_maps", "DepthAlignment", "GaussianScaleRule", "Occupancy4D",
     "OccupancyInputError", "SplatSettings", "ViewCamera", "VoxelGrid", "depth_to_points",
     "fit_depth_alignment", "load_occupancy", "occupancy_from_episode", "point_map_to_points",
     "render_condition_maps", "render_views", "rescale_cameras", "save_occupancy", "voxelize",

@@ -13,17 +13,14 @@ at once with the dotted key in the message, before a model is loaded or a GPU to
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orv_engine.config_validation import ConfigError, build_dataclass, parse_overrides, set_dotted
 
-class ConfigError(ValueError):
-    """A bad training config; the message starts with the offending dotted key."""
 
 
 @dataclass
@@ -147,99 +144,6 @@ CHOICES = {
 CONDITION_KINDS = ("depth", "semantics")
 
 
-# ---------------------------------------------------------------- parsing
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value, tp, key: str):
-    """``value`` checked against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
-        return _build(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")
-
-
-def _build(cls, values: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in hints:
-            raise ConfigError(f"{dotted}: unknown key (known here: {', '.join(names)})")
-        kwargs[key] = _convert(value, hints[key], dotted)
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict, dotted: str, value) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{dotted}: {part} is not a mapping")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides) -> list[tuple[str, Any]]:
-    out = []
-    for item in overrides or ():
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. train.max_steps=100)")
-        key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
-    return out
-
-
 def config_from_dict(values: dict, overrides=(), base_dir: str | Path | None = None, check_paths: bool = True) -> Config:
     """Build and check a :class:`Config`. Relative paths stay relative to the working directory."""
     if values is None:
@@ -248,8 +152,8 @@ def config_from_dict(values: dict, overrides=(), base_dir: str | Path | None = N
         raise ConfigError(f"the config must be a mapping of keys, got {type(values).__name__}")
     values = yaml.safe_load(yaml.safe_dump(values))  # a deep copy
     for key, value in parse_overrides(overrides):
-        _set_dotted(values, key, value)
-    config = _build(Config, values)
+        set_dotted(values, key, value)
+    config = build_dataclass(Config, values)
     validate(config, check_paths=check_paths)
     return config
 

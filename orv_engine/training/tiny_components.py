@@ -90,3 +90,29 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def save_tiny_orv_pipeline(path: str | Path, seed: int = 0, sample_size: int = 64,
+                           condition_kinds=("depth", "semantics"), perturb: float = 0.5) -> Path:
+    """A tiny ORV *inference* folder (``ORVPipeline.save_pretrained`` layout, DPM scheduler).
+
+    The stock transformer is converted as a stage-1 run does; the zero-initialised ORV modules
+    (action encoder, condition fusion) get small random values (``perturb``) so that the
+    generated video depends on actions and conditions the way a trained model's does. For
+    the demo and tests of the augmentation loop; it draws noise-like videos.
+    """
+    from orv_engine.models import ORVTransformer3DModel
+    from orv_engine.pipelines import ORVPipeline
+
+    tokenizer, text_encoder, vae, scheduler, stock = build_tiny_components(seed, sample_size)
+    transformer = ORVTransformer3DModel.from_cogvideox(stock, condition_kinds=list(condition_kinds))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if name.startswith(("action_encoder.", "condition_fusion.")):
+                p.add_(torch.randn(p.shape, generator=g) * perturb)
+    pipe = ORVPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer.eval(),
+                       scheduler=scheduler)
+    path = Path(path)
+    pipe.save_pretrained(path)
+    return path

@@ -1,0 +1,160 @@
+"""The run manifest: which work unit is at which stage, rewritten atomically on every change.
+
+Why one JSON file per shard, rewritten whole: a rename is the one atomic file operation
+every filesystem (local, NFS, Lustre) gives, so after a SIGKILL at any moment the manifest
+is either the old or the new version, never a torn one; shards run by hand
+(``--shard i/n``, possibly on other machines) each own their file, so no locking is needed.
+A unit's outputs are written (atomically) *before* the manifest records its stage, so a
+kill between the two only redoes that unit into the same deterministic paths: nothing is
+lost and nothing is duplicated.
+
+Layout: ``RUN/manifest/shard-00000-of-00001.json``::
+
+    {"format": "orv-augment-manifest/1", "shard": [0, 1],
+     "episodes": {KEY: {"episode_id", "status": "ready" | "skipped", "reason", "steps"}},
+     "units":    {UNIT: {"episode": KEY, "variant", "seed", "prompt",
+                         "stage": "planned" | "first_frame" | "rollout" | "scored" | "failed",
+                         "error", "seconds": {stage: s}}}}
+
+and ``RUN/manifest/run.json`` for the run-wide stages (filter, export, merge) and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT = "orv-augment-manifest/1"
+UNIT_STAGES = ("planned", "first_frame", "rollout", "scored")  # in order; "failed" is terminal
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write-to-temp, fsync, rename: the file is either old or new after any crash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``; None -> ``(0, 1)``."""
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def stage_at_least(stage: str, wanted: str) -> bool:
+    return stage in UNIT_STAGES and UNIT_STAGES.index(stage) >= UNIT_STAGES.index(wanted)
+
+
+class Manifest:
+    """One shard's manifest; every mutating call writes the file before returning."""
+
+    def __init__(self, run_dir, shard: tuple[int, int] = (0, 1)):
+        self.run_dir = Path(run_dir)
+        self.shard = tuple(shard)
+        self.path = self.run_dir / "manifest" / f"shard-{shard[0]:05d}-of-{shard[1]:05d}.json"
+        self.data = {"format": FORMAT, "shard": list(shard), "episodes": {}, "units": {}}
+        if self.path.exists():
+            self.data = self._read(self.path)
+
+    @staticmethod
+    def _read(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: unreadable manifest ({err}); it is only ever replaced atomically, so "
+                             "this file was changed by hand or the disk is failing") from None
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an orv-augment manifest (format {data.get('format')!r})")
+        return data
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    # -- episodes ----------------------------------------------------------------------
+    @property
+    def episodes(self) -> dict:
+        return self.data["episodes"]
+
+    @property
+    def units(self) -> dict:
+        return self.data["units"]
+
+    def add_episode(self, key: str, record: dict, units: dict[str, dict]) -> None:
+        """Record a prepared (or skipped) episode together with its planned units, in one write."""
+        self.episodes[key] = record
+        for unit_id, unit in units.items():
+            self.units.setdefault(unit_id, {**unit, "episode": key, "stage": "planned", "error": None, "seconds": {}})
+        self.save()
+
+    def set_stage(self, unit_id: str, stage: str, seconds: float | None = None, error: str | None = None,
+                  save: bool = True) -> None:
+        unit = self.units[unit_id]
+        previous = unit["stage"]
+        unit["stage"] = stage
+        unit["error"] = error
+        if seconds is not None:
+            unit["seconds"][stage if stage != "failed" else f"failed_after_{previous}"] = round(seconds, 3)
+        if save:
+            self.save()
+
+    def units_at(self, stage: str) -> list[str]:
+        return sorted(u for u, rec in self.units.items() if rec["stage"] == stage)
+
+    def counts(self) -> dict:
+        out: dict[str, int] = {}
+        for rec in self.units.values():
+            out[rec["stage"]] = out.get(rec["stage"], 0) + 1
+        return out
+
+
+def all_shards(run_dir) -> list[dict]:
+    """Every shard manifest of a run (read only): what the run-wide stages look at."""
+    folder = Path(run_dir) / "manifest"
+    return [Manifest._read(p) for p in sorted(folder.glob("shard-*-of-*.json"))]
+
+
+class RunState:
+    """``RUN/manifest/run.json``: the run-wide stages, their outputs and timings."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / "manifest" / "run.json"
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}, "timings": {}}
+
+    def done(self, stage: str) -> bool:
+        return self.data["stages"].get(stage, {}).get("status") == "done"
+
+    def set(self, stage: str, **record) -> None:
+        self.data["stages"][stage] = record
+        self.save()
+
+    def add_time(self, stage: str, seconds: float, units: int) -> None:
+        t = self.data["timings"].setdefault(stage, {"seconds": 0.0, "units": 0})
+        t["seconds"] = round(t["seconds"] + seconds, 3)
+        t["units"] += units
+        self.save()
+
+    def reset(self, *stages: str) -> None:
+        for stage in stages:
+            self.data["stages"].pop(stage, None)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))

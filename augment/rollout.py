@@ -1,0 +1,111 @@
+"""The ``rollouts`` stage: a painted first frame rolled out under its source episode.
+
+The whole episode is generated as chained chunks (``orv_engine.pipelines.rollout``) with
+the source's per-step actions and its occupancy condition maps, turned into images exactly
+as in training (``orv_engine.occupancy.condition_images``). Each unit's folder
+``RUN/rollouts/UNIT/`` holds:
+
+- ``video.mp4``: the generated clip;
+- ``clip.npz`` + ``clip.json``: frames, the actions and states it was conditioned on, the
+  caption (the source instruction until the scoring stage captions it) and provenance, in
+  the export's :class:`vla_finetune.clip_record.ExportClip` format;
+- ``rollout.json``: the ``Rollout`` record: source episode, first-frame variant, prompt,
+  seed, references to the condition maps and first frame, model ids, seconds.
+
+The folder is written under a temporary name and renamed into place, so it is complete or
+absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from augment.manifest import atomic_write_text
+from augment.sources import SourceEpisode, source_dir
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """The config's dtype on GPU; CPU kernels for bf16 convolutions are slow or missing, so float32."""
+    return torch.float32 if device == "cpu" else getattr(torch, dtype)
+
+
+class RolloutGenerator:
+    """Holds the ORV pipeline; :meth:`generate` makes one rollout (frames uint8)."""
+
+    def __init__(self, model_path, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 chunk_frames: int = 16, num_inference_steps: int = 50, guidance_scale: float = 1.0,
+                 action_guidance_scale: float = 1.0):
+        from orv_engine.pipelines import ORVPipeline  # noqa: PLC0415
+
+        self.pipe = ORVPipeline.from_pretrained(Path(model_path), dtype=dtype)
+        self.pipe.to(device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.condition_kinds = tuple(self.pipe.transformer.config.condition_kinds or ())
+        self.model_id = str(model_path)
+        self.kwargs = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                           action_guidance_scale=action_guidance_scale)
+        self.chunk_frames = chunk_frames
+
+    def generate(self, source: SourceEpisode, first_frame: np.ndarray, seed: int) -> np.ndarray:
+        """(T, H, W, 3) uint8 for the source's T steps, starting from ``first_frame``."""
+        from orv_engine.occupancy.condition_images import condition_images  # noqa: PLC0415
+        from orv_engine.pipelines import rollout  # noqa: PLC0415
+
+        missing = [k for k in self.condition_kinds if k not in source.conditions]
+        if missing:
+            raise ValueError(f"source {source.key} has no {', '.join(missing)} maps, which the world model needs")
+        conditions = condition_images(source.conditions, self.condition_kinds) if self.condition_kinds else None
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        video = rollout(self.pipe, first_frame, source.actions, conditions, chunk_frames=self.chunk_frames,
+                        generator=generator, prompt=source.instruction, **self.kwargs)[0]
+        return (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+
+
+def rollout_dir(run_dir, unit_id: str) -> Path:
+    return Path(run_dir) / "rollouts" / unit_id
+
+
+def write_rollout(run_dir, unit_id: str, unit: dict, source: SourceEpisode, frames: np.ndarray,
+                  model_ids: dict, seconds: float, fps: int) -> Path:
+    """Write the unit's rollout folder atomically (temporary folder, then rename)."""
+    from orv_engine.pipelines import save_mp4  # noqa: PLC0415
+    from vla_finetune.clip_record import ExportClip, Provenance  # noqa: PLC0415
+
+    final = rollout_dir(run_dir, unit_id)
+    tmp = final.parent / f".{unit_id}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_mp4(frames, tmp / "video.mp4", fps=fps)
+    provenance = Provenance(source_dataset=source.dataset, source_episode=source.episode_id, source_start_step=0,
+                            first_frame_variant=f"v{unit['variant']}", seed=int(unit["seed"]),
+                            models={k: {"name": v} for k, v in model_ids.items()},
+                            extra={"unit": unit_id, "prompt": unit["prompt"], "caption_source": "source_instruction"})
+    ExportClip(frames=frames, actions=source.actions, states=source.states, caption=source.instruction,
+               provenance=provenance).save(tmp)
+    record = {
+        "unit": unit_id, "source_episode": source.episode_id, "source_key": source.key,
+        "source_dataset": source.dataset, "instruction": source.instruction, "variant": unit["variant"],
+        "prompt": unit["prompt"], "seed": unit["seed"], "num_frames": int(frames.shape[0]),
+        "size": list(frames.shape[1:3]),
+        "conditions": str(source_dir(run_dir, source.key).relative_to(run_dir) / "source.npz"),
+        "condition_kinds": sorted(source.conditions),
+        "first_frame": str(Path("first_frames") / f"{unit_id}.png"), "models": model_ids,
+        "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_text(tmp / "rollout.json", json.dumps(record, indent=1))
+    if final.exists():  # a previous attempt finished writing but was killed before the manifest knew
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final

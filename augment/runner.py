@@ -1,0 +1,291 @@
+"""Run the augmentation stages over a run directory, resumably, in this process.
+
+Per-unit stages (``sources``, ``first_frames``, ``rollouts``, ``scores``) work on this
+shard's units and record each finished unit in the shard's manifest; run-wide stages
+(``filter``, ``export``, ``merge``, ``report``) need every shard's units finished and run
+unsharded. Each stage loads its model only when it has work, so a resumed run whose
+rollouts are done never loads FLUX. A unit whose stage raises is marked ``failed`` with the
+message and the run goes on; the report lists it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from augment.config import AugmentConfig, check_inputs
+from augment.manifest import Manifest, RunState, all_shards, atomic_write_text
+from augment.sources import iter_source_episodes, load_source, prepare_source, save_source
+from orv_engine.config_validation import ConfigError
+
+UNIT_STAGES = ("sources", "first_frames", "rollouts", "scores")
+RUN_STAGES = ("filter", "export", "merge", "report")
+ALL_STAGES = UNIT_STAGES + RUN_STAGES
+TERMINAL = ("scored", "failed")
+
+
+def unit_seed(base_seed: int, unit_id: str) -> int:
+    import zlib  # noqa: PLC0415
+
+    return zlib.crc32(f"{base_seed}:{unit_id}".encode()) & 0x7FFFFFFF
+
+
+class AugmentRun:
+    def __init__(self, config: AugmentConfig, run_dir, shard: tuple[int, int] = (0, 1), progress: bool = True,
+                 log=print):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.shard = shard
+        self.progress = progress
+        self.log = log
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_same_config()
+        self._clean_partial_files()
+        self.manifest = Manifest(self.run_dir, shard)
+        self.state = RunState(self.run_dir)
+        self._painter = self._generator = None
+
+    # -- set-up ------------------------------------------------------------------------
+    def _check_same_config(self) -> None:
+        """A run directory belongs to one config: resuming with another would mix outputs."""
+        path = self.run_dir / "config.yaml"
+        current = {k: v for k, v in self.config.to_dict().items() if k != "ray"}
+        if path.exists():
+            saved = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "ray"}
+            if saved != current:
+                diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+                raise ConfigError(f"{self.run_dir} holds a run with another config (differs in: {', '.join(diff)}); "
+                                  "use a new --run-dir, or delete it to start over")
+        else:
+            atomic_write_text(path, yaml.safe_dump(self.config.to_dict(), sort_keys=False, width=110))
+
+    def _clean_partial_files(self) -> None:
+        """Half-written outputs of a killed run (``.partial`` folders, ``.tmp`` files)."""
+        for pattern in ("rollouts/.*.partial", "**/.*.tmp"):
+            for path in self.run_dir.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def _bar(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, unit="unit", disable=not self.progress or total == 0,
+                    file=sys.stderr, dynamic_ncols=True)
+
+    def _device(self):
+        from augment.rollout import resolve_device, resolve_dtype  # noqa: PLC0415
+
+        device = resolve_device(self.config.device)
+        return device, resolve_dtype(self.config.dtype, device)
+
+    @property
+    def painter(self):
+        if self._painter is None:
+            from augment.first_frames import FirstFramePainter  # noqa: PLC0415
+
+            ff = self.config.first_frames
+            device, dtype = self._device()
+            self._painter = FirstFramePainter(ff.flux, ff.controlnets, device, dtype, ff.num_inference_steps,
+                                              ff.guidance_scale, ff.max_sequence_length)
+        return self._painter
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from augment.rollout import RolloutGenerator  # noqa: PLC0415
+
+            ro = self.config.rollout
+            device, dtype = self._device()
+            self._generator = RolloutGenerator(ro.model, device, dtype, ro.chunk_frames, ro.num_inference_steps,
+                                               ro.guidance_scale, ro.action_guidance_scale)
+        return self._generator
+
+    def painter_ids(self) -> dict:
+        ff = self.config.first_frames
+        return {"flux": ff.flux, "controlnets": [cn.path for cn in ff.controlnets]}
+
+    # -- per-unit stages ---------------------------------------------------------------
+    def condition_kinds(self) -> tuple[str, ...]:
+        """What the sources must carry: the world model's kinds plus the ControlNets' maps."""
+        model_index = Path(self.config.rollout.model) / "transformer" / "config.json"
+        kinds = set(json.loads(model_index.read_text()).get("condition_kinds") or []) if model_index.is_file() else set()
+        kinds |= {cn.condition for cn in self.config.first_frames.controlnets}
+        return tuple(sorted(kinds))
+
+    def run_sources(self) -> None:
+        from orv_engine.data.errors import SkipReport  # noqa: PLC0415
+
+        cfg = self.config.first_frames
+        kinds = self.condition_kinds()
+        done = set(self.manifest.episodes)
+        report = SkipReport()
+        start, count = time.perf_counter(), 0
+        bar = self._bar(0, "sources")
+        for key, episode, reason in iter_source_episodes(self.config, self.shard, done, report):
+            record = {"episode_id": episode.meta.episode_id if episode is not None else key, "status": "ready",
+                      "reason": None, "steps": 0}
+            units = {}
+            if episode is not None:
+                try:
+                    source = prepare_source(self.config, key, episode, kinds)
+                    save_source(self.run_dir, source)
+                    record["steps"] = len(source)
+                    for v in range(cfg.variants_per_episode):
+                        unit_id = f"{key}__v{v}"
+                        units[unit_id] = {"variant": v, "seed": unit_seed(self.config.seed, unit_id),
+                                          "prompt": cfg.prompt_template.format(
+                                              appearance=cfg.prompts[v % len(cfg.prompts)],
+                                              instruction=source.instruction)}
+                except (ValueError, KeyError, FileNotFoundError) as err:
+                    reason = f"{type(err).__name__}: {err}"
+            if reason is not None:
+                record.update(status="skipped", reason=reason)
+                self.log(f"skipped episode {record['episode_id']}: {reason}")
+            self.manifest.add_episode(key, record, units)
+            count += 1
+            bar.total = count
+            bar.update(1)
+        bar.close()
+        if report:
+            self.log(report.format())
+            # what the reader refused before an episode key existed (a truncated file's tail)
+            skips = self.manifest.data.setdefault("reader_skips", {"counts": {}, "examples": {}})
+            for reason, n in report.counts.items():
+                skips["counts"][reason] = skips["counts"].get(reason, 0) + n
+                skips["examples"].setdefault(reason, []).extend(report.examples.get(reason, []))
+            self.manifest.save()
+        if not self.manifest.episodes:
+            raise ConfigError(f"{self.config.source.path}: no episodes for shard {self.shard[0]}/{self.shard[1]} "
+                              f"(split {self.config.source.split})")
+        self.state.add_time("sources", time.perf_counter() - start, count)
+
+    def _unit_stage(self, name: str, before: str, after: str, work) -> None:
+        todo = self.manifest.units_at(before)
+        if not todo:
+            return
+        start = time.perf_counter()
+        with self._bar(len(todo), name) as bar:
+            for unit_id in todo:
+                unit = self.manifest.units[unit_id]
+                try:
+                    seconds = work(unit_id, unit)
+                    self.manifest.set_stage(unit_id, after, seconds)
+                except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+                    self.manifest.set_stage(unit_id, "failed", error=f"{name}: {type(err).__name__}: {err}")
+                    self.log(f"unit {unit_id} failed in {name}: {err}")
+                bar.update(1)
+        self.state.add_time(name, time.perf_counter() - start, len(todo))
+
+    def run_first_frames(self) -> None:
+        from augment.unit_work import paint_unit  # noqa: PLC0415
+
+        self._unit_stage("first_frames", "planned", "first_frame",
+                         lambda u, rec: paint_unit(self.painter, self.config, self.run_dir, u, rec))
+
+    def run_rollouts(self) -> None:
+        from augment.unit_work import rollout_unit  # noqa: PLC0415
+
+        ids = self.painter_ids()
+        self._unit_stage("rollouts", "first_frame", "rollout",
+                         lambda u, rec: rollout_unit(self.generator, ids, self.config, self.run_dir, u, rec))
+
+    def run_scores(self) -> None:
+        from augment.scoring import score_units  # noqa: PLC0415
+
+        todo = self.manifest.units_at("rollout")
+        if not todo:
+            return
+        start = time.perf_counter()
+        with self._bar(len(todo), "scores") as bar:
+            def finished(unit_id, seconds):
+                self.manifest.set_stage(unit_id, "scored", seconds)
+                bar.update(1)
+
+            score_units(self.config, self.run_dir, todo, self.manifest.units, finished)
+        self.state.add_time("scores", time.perf_counter() - start, len(todo))
+
+    # -- run-wide stages ---------------------------------------------------------------
+    def all_units(self) -> dict[str, dict]:
+        """Units of every shard; refuses while any is unfinished (the run-wide stages need all)."""
+        units = {}
+        for shard in all_shards(self.run_dir):
+            units.update(shard["units"])
+        open_units = sorted(u for u, rec in units.items() if rec["stage"] not in TERMINAL)
+        if open_units:
+            raise ConfigError(f"{len(open_units)} unit(s) not finished (e.g. {open_units[0]}): run the per-unit stages "
+                              "(for every shard) first")
+        return units
+
+    def run_filter(self) -> None:
+        from augment.scoring import select_units  # noqa: PLC0415
+
+        start = time.perf_counter()
+        summary = select_units(self.config, self.run_dir, self.all_units())
+        self.state.set("filter", status="done", scored_units_hash=self._scored_hash(), result=summary)
+        self.state.add_time("filter", time.perf_counter() - start, summary["clips"])
+        self.log(f"filter: kept {summary['kept']} of {summary['clips']} scored clips")
+
+    def run_export(self) -> None:
+        from augment.exporting import export_kept  # noqa: PLC0415
+
+        start = time.perf_counter()
+        result = export_kept(self.config, self.run_dir)
+        self.state.set("export", status="done", scored_units_hash=self._scored_hash(), result=result)
+        episodes = result.get("episodes", 0)
+        episodes = sum(episodes.values()) if isinstance(episodes, dict) else int(episodes or 0)
+        self.state.add_time("export", time.perf_counter() - start, episodes)
+        self.log(f"export: {episodes} episodes -> {result.get('path') or '(nothing kept)'}")
+
+    def run_merge(self) -> None:
+        if not self.config.merge.bridge:
+            self.state.set("merge", status="done", scored_units_hash=self._scored_hash(),
+                           result={"skipped": "merge.bridge not set"})
+            return
+        from augment.exporting import merge_with_bridge  # noqa: PLC0415
+
+        start = time.perf_counter()
+        result = merge_with_bridge(self.config, self.run_dir, self.state.data["stages"].get("export", {}).get("result", {}))
+        self.state.set("merge", status="done", scored_units_hash=self._scored_hash(), result=result)
+        self.state.add_time("merge", time.perf_counter() - start, 1)
+
+    def run_report(self) -> Path:
+        from augment.report import write_report  # noqa: PLC0415
+
+        path = write_report(self.run_dir)
+        self.state.set("report", status="done", result={"path": str(path)})
+        return path
+
+    # -- driver ------------------------------------------------------------------------
+    def run(self, stages=ALL_STAGES) -> dict:
+        stages = [s for s in ALL_STAGES if s in set(stages)]
+        check_inputs(self.config, stages)
+        if self.shard[1] > 1:
+            run_wide = [s for s in stages if s in RUN_STAGES]
+            if run_wide:
+                self.log(f"shard {self.shard[0]}/{self.shard[1]}: run-wide stages ({', '.join(run_wide)}) are left "
+                         "for an unsharded `orv-augment run` once every shard is done")
+            stages = [s for s in stages if s in UNIT_STAGES]
+        for stage in stages:
+            if stage in RUN_STAGES and stage != "report" and self.state.done(stage) and self._unchanged_inputs(stage):
+                continue
+            getattr(self, f"run_{stage}")()
+        return {"run_dir": str(self.run_dir), "units": self.manifest.counts(),
+                "report": str(self.run_dir / "report.html") if "report" in stages else None,
+                "export": self.state.data["stages"].get("export", {}).get("result", {}).get("path")}
+
+    def _scored_hash(self) -> str:
+        return _hash(sorted(u for s in all_shards(self.run_dir) for u, rec in s["units"].items()
+                            if rec["stage"] == "scored"))
+
+    def _unchanged_inputs(self, stage: str) -> bool:
+        """A run-wide stage is redone when the set of scored units changed since it ran."""
+        return self.state.data["stages"].get(stage, {}).get("scored_units_hash") == self._scored_hash()
+
+
+def _hash(items) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]

@@ -1,0 +1,102 @@
+"""The ``scores`` and ``filter`` stages: the ``filtering`` package on the run's rollouts.
+
+``scores``: cheap checks (blur, flicker, frame jumps, RAFT smoothness, agreement of the
+motion with the occupancy conditions) and, unless ``score.checks_only``, the VLM caption and
+3-criterion score (Qwen2.5-VL under vLLM, or the other backends) for each rolled-out unit;
+one verdict per unit, ``RUN/verdicts/UNIT.json``, written atomically as each batch returns.
+``filter``: the selection over every unit of every shard (bottom 10% dropped by default),
+``RUN/verdicts.parquet`` + ``RUN/kept.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from augment.manifest import atomic_write_text
+from augment.rollout import rollout_dir
+from augment.sources import load_source
+
+
+def verdict_path(run_dir, unit_id: str) -> Path:
+    return Path(run_dir) / "verdicts" / f"{unit_id}.json"
+
+
+def load_verdict(run_dir, unit_id: str):
+    from filtering.records import CheckResult, ClipVerdict  # noqa: PLC0415
+
+    data = json.loads(verdict_path(run_dir, unit_id).read_text())
+    data["checks"] = [CheckResult(**c) for c in data.get("checks", [])]
+    return ClipVerdict(**data)
+
+
+def _clip_input(run_dir, unit_id: str, unit: dict):
+    import numpy as np  # noqa: PLC0415
+
+    from filtering.clip_source import ClipInput  # noqa: PLC0415
+
+    folder = rollout_dir(run_dir, unit_id)
+
+    def frames():
+        with np.load(folder / "clip.npz") as data:
+            return data["frames"]
+
+    def conditions():
+        maps = load_source(run_dir, unit["episode"]).conditions
+        return maps or None
+
+    return ClipInput(name=unit_id, load=frames, path=str(folder / "video.mp4"), conditions=conditions)
+
+
+def score_units(config, run_dir, unit_ids, units: dict, finished) -> None:
+    """Score ``unit_ids``; ``finished(unit_id, seconds)`` is called once its verdict is on disk."""
+    from filtering.scoring import FilterPipeline  # noqa: PLC0415
+
+    filter_config = config.filter_config()
+    backend = None
+    if config.score.checks_only or not config.score.enabled:
+        filter_config.caption = filter_config.score = False
+    else:
+        from filtering.backends import make_backend  # noqa: PLC0415
+
+        backend = make_backend(filter_config)
+    pipeline = FilterPipeline(filter_config, backend)
+
+    def save(chunk):
+        for verdict in chunk:
+            atomic_write_text(verdict_path(run_dir, verdict.clip), json.dumps(verdict.to_dict(), indent=1))
+            finished(verdict.clip, verdict.seconds_checks + verdict.seconds_vlm)
+
+    try:
+        pipeline.run([_clip_input(run_dir, u, units[u]) for u in unit_ids], on_batch=save)
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def select_units(config, run_dir, units: dict) -> dict:
+    """Keep/drop over every scored unit; writes ``verdicts.parquet`` and ``kept.txt``."""
+    from filtering.selection import select, summarize  # noqa: PLC0415
+    from filtering.table import write_verdicts  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    scored = sorted(u for u, rec in units.items() if rec["stage"] == "scored")
+    verdicts = [load_verdict(run_dir, u) for u in scored]
+    if config.score.checks_only or not config.score.enabled:
+        for v in verdicts:
+            v.keep = v.passed_checks and v.score_status != "error"
+            v.reason = "cheap checks passed" if v.keep else (v.error or "cheap check failed: " + "; ".join(
+                f"{c.name}: {c.detail}" for c in v.failed_checks))
+    else:
+        select(verdicts, config.filter_config().selection)
+    if verdicts:
+        write_verdicts(verdicts, run_dir / "verdicts.parquet")
+    atomic_write_text(run_dir / "kept.txt", "".join(f"{v.clip}\n" for v in verdicts if v.keep))
+    summary = summarize(verdicts) if verdicts else {"clips": 0, "kept": 0}
+    summary["failed_units"] = sum(1 for rec in units.values() if rec["stage"] == "failed")
+    return summary
+
+
+def kept_units(run_dir) -> list[str]:
+    path = Path(run_dir) / "kept.txt"
+    return [line for line in path.read_text().splitlines() if line] if path.exists() else []

@@ -1,0 +1,62 @@
+"""The work of one unit in one stage, shared by the local runner and the Ray actors.
+
+A unit is one (source episode, first-frame variant). Each function reads what earlier
+stages wrote, writes its own outputs atomically, and returns the seconds it took; the
+caller records the stage in the manifest only afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from augment.rollout import write_rollout  # noqa: F401  (module attribute: the benchmark times it)
+from augment.sources import load_source
+
+
+def first_frame_path(run_dir, unit_id: str) -> Path:
+    return Path(run_dir) / "first_frames" / f"{unit_id}.png"
+
+
+def paint_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
+    """Paint the unit's first frame from its episode's first-step maps -> ``first_frames/UNIT.png``."""
+    start = time.perf_counter()
+    source = load_source(run_dir, unit["episode"])
+    maps = {k: v[0] for k, v in source.conditions.items()}
+    if not maps:
+        raise ValueError(f"source {source.key} has no rendered maps to paint a first frame from")
+    ff = config.first_frames
+    height = ff.height or config.rollout.height
+    width = ff.width or config.rollout.width
+    frame = painter.paint(maps, unit["prompt"], unit["seed"], height, width)
+    if frame.shape[:2] != (config.rollout.height, config.rollout.width):
+        frame = np.asarray(Image.fromarray(frame).resize((config.rollout.width, config.rollout.height), Image.BICUBIC))
+    path = first_frame_path(run_dir, unit_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    return time.perf_counter() - start
+
+
+def rollout_unit(generator, painter_ids: dict, config, run_dir, unit_id: str, unit: dict) -> float:
+    """Roll the unit's first frame out -> ``rollouts/UNIT/`` (see :mod:`augment.rollout`)."""
+    start = time.perf_counter()
+    source = load_source(run_dir, unit["episode"])
+    path = first_frame_path(run_dir, unit_id)
+    try:
+        first = np.asarray(Image.open(path).convert("RGB"))
+    except OSError as err:
+        raise FileNotFoundError(f"{path}: first frame unreadable ({err}); rerun first-frames for {unit_id}") from None
+    frames = generator.generate(source, first, unit["seed"])
+    seconds = time.perf_counter() - start
+    models = {"world_model": generator.model_id, "first_frame": painter_ids.get("flux", ""),
+              **{f"controlnet_{i}": p for i, p in enumerate(painter_ids.get("controlnets", []))}}
+    write_rollout(run_dir, unit_id, unit, source, frames, models, seconds, config.rollout.fps)
+    return time.perf_counter() - start
