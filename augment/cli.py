@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orv-augment", description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write-config", metavar="PATH", help="write the default config as YAML and exit")
+    parser.add_argument("--write-config", metavar="PATH", help="write the default config as YAML, every key explained, and exit")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("run", help="every stage in order (per-unit stages only with --shard)")
     _common(p)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         if args.write_config:
             from augment.config import AugmentConfig  # noqa: PLC0415
 
-            print(AugmentConfig().save(args.write_config))
+            print(AugmentConfig().save(args.write_config, comments=True))
             return 0
         if args.command is None:
             parser.print_help()

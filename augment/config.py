@@ -118,10 +118,12 @@ class AugmentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path) -> Path:
+    def save(self, path, comments: bool = False) -> Path:
+        """Write as YAML; with ``comments`` every key carries its explanation from this module."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, width=110))
+        text = commented_yaml(self) if comments else yaml.safe_dump(self.to_dict(), sort_keys=False, width=110)
+        path.write_text(text)
         return path
 
     def filter_config(self):
@@ -215,3 +217,43 @@ def check_inputs(config: AugmentConfig, stages) -> None:
         _need("merge.bridge", config.merge.bridge, "the BridgeV2 TFDS folder", problems)
     if problems:
         raise ConfigError("missing inputs, nothing was started:\n  " + "\n  ".join(problems))
+
+
+def _field_comments() -> dict[tuple[str, str], str]:
+    """``(class name, field) -> comment`` from the ``# ...`` after each field in this file."""
+    import inspect  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    out, current = {}, None
+    for line in inspect.getsource(sys.modules[__name__]).splitlines():
+        if m := re.match(r"class (\w+)", line):
+            current = m.group(1)
+        elif current and (m := re.match(r"    (\w+): [^#]*#\s*(.+)$", line)):
+            out[(current, m.group(1))] = m.group(2).strip()
+    return out
+
+
+def commented_yaml(config: AugmentConfig) -> str:
+    """The config as YAML with each key's comment (what ``orv-augment --write-config`` prints)."""
+    comments = _field_comments()
+    lines = ["# orv-augment config: every key with its default. Unknown keys and wrong types are refused.",
+             "# Run: orv-augment run --config THIS.yaml --run-dir RUN (docs/augment.md)"]
+
+    def emit(obj, indent: int) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            note = comments.get((type(obj).__name__, f.name))
+            pad = "  " * indent
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{pad}{f.name}:" + (f"  # {note}" if note else ""))
+                emit(value, indent + 1)
+                continue
+            if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+                value = [dataclasses.asdict(v) for v in value]
+            text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+            text = text[:-4].rstrip() if text.endswith("\n...") else text.removesuffix("...").strip()
+            lines.append(f"{pad}{f.name}: {text}" + (f"  # {note}" if note else ""))
+
+    emit(config, 0)
+    return "\n".join(lines) + "\n"
