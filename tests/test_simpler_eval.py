@@ -1,0 +1,66 @@
+"""The SimplerEnv harness for real on ManiSkill3 tasks whose assets are here (CPU, lavapipe)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+import vla_finetune  # noqa: F401  (import order)
+from vla_finetune.simpler.adapter import BadActionError, ControllerAdapter
+from vla_finetune.simpler.evaluate import evaluate
+from vla_finetune.simpler.tasks import BRIDGE_SUITE, CI_SUITE, TASKS, get_task
+
+
+def test_adapter_converts_bridge_actions_to_controller_actions():
+    raw = ControllerAdapter(normalize=False)
+    out = raw([0.01, -0.02, 0.03, 0.1, -0.2, 0.3, 0.9])
+    np.testing.assert_allclose(out[:3], [0.01, -0.02, 0.03], atol=1e-7)
+    np.testing.assert_allclose(Rotation.from_rotvec(out[3:6]).as_euler("xyz"), [0.1, -0.2, 0.3], atol=1e-6)
+    assert out[6] == 1.0 and raw([0, 0, 0, 0, 0, 0, 0.2])[6] == -1.0  # 1 = open, binarised at 0.5
+    scaled = ControllerAdapter(normalize=True, pos_bound=0.1, rot_bound=0.1)(
+        [0.05, 0.5, 0, 0, 0, 0.05, 1])
+    np.testing.assert_allclose(scaled[:3], [0.5, 1.0, 0.0], atol=1e-6)  # clipped to the controller's range
+    np.testing.assert_allclose(scaled[5], 0.5, atol=1e-6)
+    for bad in (np.zeros(6), [np.nan] * 7, "left"):
+        with pytest.raises(BadActionError):
+            raw(bad)
+
+
+def test_task_table_follows_simplerenv():
+    assert [TASKS[t].env_id for t in BRIDGE_SUITE] == [
+        "PutSpoonOnTableClothInScene-v1", "PutCarrotOnPlateInScene-v1",
+        "StackGreenCubeOnYellowCubeBakedTexInScene-v1", "PutEggplantInBasketScene-v1"]
+    assert [TASKS[t].max_steps for t in BRIDGE_SUITE] == [60, 60, 60, 120]
+    assert all(TASKS[t].episodes == 24 for t in BRIDGE_SUITE)
+    assert get_task("PutCarrotOnPlateInScene-v1").name == "carrot_on_plate"
+
+
+def test_scripted_policy_through_the_adapter_grasps_and_succeeds(tmp_path, shared_data):
+    summary = evaluate(CI_SUITE, "scripted", tmp_path, episodes=1, asset_dir=str(shared_data / "maniskill"))
+    for name in CI_SUITE:
+        task = summary["tasks"][name]
+        assert task["errors"] == {} and task["grasp_rate"] == 1.0 and task["success_rate"] == 1.0, task
+    records = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["video"] and r["steps"] > 5 for r in records)
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3 and (tmp_path / "success_by_task.png").is_file()
+
+
+def test_bad_policies_unknown_tasks_and_missing_assets_are_recorded_and_the_run_goes_on(tmp_path, shared_data):
+    empty_assets = tmp_path / "assets"
+    empty_assets.mkdir()
+    summary = evaluate(["no_such_task", "carrot_on_plate", "widowx_cube_on_towel"], "simpler_policies:MisbehavingPolicy",
+                       tmp_path / "out", episodes=4, max_steps=3, asset_dir=str(shared_data / "maniskill"))
+    records = [json.loads(line) for line in (tmp_path / "out" / "episodes.jsonl").read_text().splitlines()]
+    assert summary["tasks"]["no_such_task"]["errors"] == {"unknown task": 4}
+    carrot = [r["error"] for r in records if r["task"] == "carrot_on_plate"]
+    assert all("download_asset bridge_v2_real2sim" in e for e in carrot)
+    widowx = [r for r in records if r["task"] == "widowx_cube_on_towel"]
+    assert "non-finite" in widowx[0]["error"] and "shape (7,)" in widowx[1]["error"]
+    assert "policy exploded" in widowx[2]["error"] and widowx[3]["error"] is None and widowx[3]["steps"] == 3
+    assert summary["failed_episodes"] == 4 + 4 + 3
+    # a missing asset leaves no (empty) folder behind
+    evaluate(["carrot_on_plate"], "scripted", tmp_path / "out2", episodes=1, asset_dir=str(empty_assets))
+    assert list(empty_assets.iterdir()) == []
