@@ -64,3 +64,21 @@ def test_bad_policies_unknown_tasks_and_missing_assets_are_recorded_and_the_run_
     # a missing asset leaves no (empty) folder behind
     evaluate(["carrot_on_plate"], "scripted", tmp_path / "out2", episodes=1, asset_dir=str(empty_assets))
     assert list(empty_assets.iterdir()) == []
+
+
+def test_a_tiny_trained_policy_runs_through_the_harness(tmp_path, shared_data, bridge_debug):
+    from vla_fixtures import train_tiny, write_statistics
+
+    from vla_finetune.policies.tiny_backbones import build_tiny_kosmos2
+
+    backbone = build_tiny_kosmos2(tmp_path / "kosmos2")
+    statistics = write_statistics(bridge_debug, tmp_path / "dataset_statistics_openvla.json")
+    train_tiny("tiny_robovlm", tmp_path, backbone, bridge_debug, statistics, steps=4, options={"history_len": 2})
+    policy = tmp_path / "run" / "final"
+    summary = evaluate(["widowx_cube_on_towel"], str(policy), tmp_path / "eval", episodes=2, max_steps=6,
+                       asset_dir=str(shared_data / "maniskill"), policy_kwargs={"execution": "ensemble"})
+    task = summary["tasks"]["widowx_cube_on_towel"]
+    assert task["errors"] == {} and task["ran"] == 2, task
+    records = [json.loads(line) for line in (tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()]
+    assert all(r["steps"] == 6 and r["video"] for r in records)
+    assert records[0]["instruction"].startswith("put the")

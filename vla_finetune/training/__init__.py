@@ -1,0 +1,1 @@
+"""Post-finetuning of VLA policies (RoboVLM, SpatialVLA) on RLDS mixtures with accelerate."""

@@ -1,0 +1,60 @@
+"""An endless stream of window batches that knows its position ``(epoch, batches into it)``.
+
+The window dataset is deterministic for ``(seed, epoch, reader slot)``, so a resumed run
+that restores the position (and skips that many batches of the epoch) sees the same
+batches in the same order. Every rank reads its own shard, so the loader is not handed
+to ``accelerator.prepare`` (same scheme as :mod:`orv_engine.training.stream`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+
+class WindowBatchStream:
+    def __init__(self, dataset, batch_size: int, num_workers: int = 0, seed: int = 0):
+        self.dataset, self.batch_size = dataset, batch_size
+        # Its own generator: creating a loader iterator draws a seed from it, and drawing from
+        # the global RNG would shift the dropout draws of a resumed run.
+        kwargs = dict(batch_size=batch_size, num_workers=num_workers, drop_last=True,
+                      generator=torch.Generator().manual_seed(seed))
+        if num_workers:  # TensorFlow's thread pools do not survive a fork
+            kwargs.update(multiprocessing_context="spawn", persistent_workers=False)
+        self.loader = DataLoader(dataset, **kwargs)
+        self.epoch, self.position = 0, 0
+        self._iterator = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._iterator = None
+
+    def _start_epoch(self):
+        self.dataset.set_epoch(self.epoch)
+        iterator = iter(self.loader)
+        for _ in range(self.position):
+            next(iterator)
+        return iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        for _ in range(2):
+            try:
+                if self._iterator is None:
+                    self._iterator = self._start_epoch()
+                batch = next(self._iterator)
+                self.position += 1
+                return batch
+            except StopIteration:
+                empty = self.position == 0
+                self._iterator = None
+                self.epoch, self.position = self.epoch + 1, 0
+                if empty:
+                    break
+        raise RuntimeError(f"the mixture gave no full batch of {self.batch_size} windows in an epoch: too few "
+                           "episodes for this batch size and number of processes/workers")
