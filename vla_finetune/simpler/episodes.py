@@ -42,20 +42,21 @@ def _instruction(env, task) -> str:
     return str(getattr(unwrapped, "instruction", ""))
 
 
-def _camera_image(obs, camera: str | None) -> np.ndarray:
+def _camera_images(obs, camera: str | None) -> np.ndarray:
+    """(num_envs, H, W, 3) uint8 of the policy's camera."""
     sensors = obs["sensor_data"]
     name = camera or next(iter(sensors))
     rgb = sensors[name]["rgb"]
     rgb = rgb.cpu().numpy() if hasattr(rgb, "cpu") else np.asarray(rgb)
-    return rgb[0, ..., :3].astype(np.uint8)
+    return rgb[..., :3].astype(np.uint8)
 
 
-def _flag(info: dict, key: str) -> bool:
+def _flags(info: dict, key: str, num_envs: int) -> np.ndarray:
     value = info.get(key)
     if value is None:
-        return False
+        return np.zeros(num_envs, bool)
     value = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
-    return bool(np.asarray(value).reshape(-1)[0])
+    return np.broadcast_to(np.asarray(value, bool).reshape(-1), (num_envs,)).copy()
 
 
 def _save_video(frames, path: Path, fps: int = 5) -> str:
@@ -67,7 +68,11 @@ def _save_video(frames, path: Path, fps: int = 5) -> str:
 
 
 def task_process(out, options: dict) -> None:
-    """Child process: ``("episode", record)`` per episode, then ``("done", None)``."""
+    """Child process: ``("episode", record)`` per episode, then ``("done", None)``.
+
+    With ``num_envs`` > 1 (GPU simulation) episodes run in batches of ``num_envs``, one policy
+    per environment; the CPU simulator runs one environment.
+    """
     try:
         if options.get("asset_dir"):
             os.environ["MS_ASSET_DIR"] = options["asset_dir"]
@@ -88,40 +93,66 @@ def task_process(out, options: dict) -> None:
         env = gym.make(task.env_id, obs_mode="rgb", num_envs=options.get("num_envs", 1),
                        sim_backend=options.get("sim_backend", "physx_cpu"), **kwargs)
         adapter = ControllerAdapter.from_env(env)
-        policy = make_policy(options["policy"], env, options)
+        num_envs = int(options.get("num_envs", 1))
+        if options["policy"] == "scripted" and num_envs > 1:
+            raise ValueError("the scripted policy drives one environment (num_envs=1)")
+        # one policy per environment: policies keep their own observation history
+        policies = [make_policy(options["policy"], env, options) for _ in range(num_envs)]
         max_steps = options.get("max_steps") or task.max_steps
         video_dir = Path(options["video_dir"]) if options.get("video_dir") else None
+        idle = adapter(np.array([0, 0, 0, 0, 0, 0, 1.0]))
     except Exception as err:  # set-up failed: the parent records every episode of the task as failed
         out.put(("error", f"{type(err).__name__}: {err}"))
         return
-    for episode in range(options["episodes"]):
-        seed = options.get("first_seed", 0) + episode
-        record = {"task": task.name, "episode": episode, "seed": seed, "success": False, "grasped": False,
-                  "steps": 0, "error": None, "video": None, "instruction": "", "seconds": 0.0}
-        start, frames = time.perf_counter(), []
+    for first in range(0, options["episodes"], num_envs):
+        episodes = list(range(first, min(first + num_envs, options["episodes"])))
+        seeds = [options.get("first_seed", 0) + e for e in episodes]
+        records = [{"task": task.name, "episode": e, "seed": seed, "success": False, "grasped": False,
+                    "steps": 0, "error": None, "video": None, "instruction": "", "seconds": 0.0}
+                   for e, seed in zip(episodes, seeds)]
+        frames = [[] for _ in episodes]
+        start = time.perf_counter()
         try:
-            obs, info = env.reset(seed=seed)
-            record["instruction"] = _instruction(env, task)
-            policy.reset(record["instruction"])
+            # a last, partial batch still steps every environment; the extra ones are not recorded
+            obs, info = env.reset(seed=seeds + [seeds[-1]] * (num_envs - len(seeds)) if num_envs > 1 else seeds[0])
+            instruction = _instruction(env, task)
+            for i, record in enumerate(records):
+                record["instruction"] = instruction
+                policies[i].reset(instruction)
             for step in range(max_steps):
-                image = _camera_image(obs, task.camera)
-                frames.append(image)
-                try:
-                    action = adapter(policy.act(image))
-                except BadActionError as err:
-                    raise BadActionError(f"step {step}: {err}") from None
-                obs, _, _, _, info = env.step(torch.from_numpy(action)[None])
-                record["grasped"] |= _flag(info, task.grasp_key)
-                record["steps"] = step + 1
-            frames.append(_camera_image(obs, task.camera))
-            record["success"] = _flag(info, "success")  # at the final step, as SimplerEnv
-        except BadActionError as err:
-            record["error"] = f"bad action: {err}"
-        except Exception as err:  # a crashed episode is recorded; the next one runs
-            record["error"] = f"crashed: {type(err).__name__}: {err} ({traceback.format_exc(limit=1).splitlines()[-1]})"
-        if video_dir is not None and frames:
-            record["video"] = _save_video(frames, video_dir / task.name / f"episode_{episode:03d}.mp4")
-        record["seconds"] = round(time.perf_counter() - start, 3)
-        out.put(("episode", record))
+                images = _camera_images(obs, task.camera)
+                actions = np.repeat(idle[None], num_envs, axis=0)
+                for i, record in enumerate(records):
+                    if record["error"]:
+                        continue  # a failed episode idles until the batch ends
+                    frames[i].append(images[i])
+                    try:
+                        actions[i] = adapter(policies[i].act(images[i]))
+                    except BadActionError as err:
+                        record["error"] = f"bad action: step {step}: {err}"
+                    except Exception as err:  # the policy itself raised
+                        record["error"] = f"crashed: policy: {type(err).__name__}: {err}"
+                obs, _, _, _, info = env.step(torch.from_numpy(actions))
+                grasped = _flags(info, task.grasp_key, num_envs)
+                for i, record in enumerate(records):
+                    if not record["error"]:
+                        record["grasped"] |= bool(grasped[i])
+                        record["steps"] = step + 1
+            images = _camera_images(obs, task.camera)
+            success = _flags(info, "success", num_envs)  # at the final step, as SimplerEnv
+            for i, record in enumerate(records):
+                if not record["error"]:
+                    frames[i].append(images[i])
+                    record["success"] = bool(success[i])
+        except Exception as err:  # a crashed simulator step: every episode of the batch is recorded so
+            for record in records:
+                record["error"] = record["error"] or (
+                    f"crashed: {type(err).__name__}: {err} ({traceback.format_exc(limit=1).splitlines()[-1]})")
+        seconds = round((time.perf_counter() - start) / len(records), 3)
+        for i, record in enumerate(records):
+            if video_dir is not None and frames[i]:
+                record["video"] = _save_video(frames[i], video_dir / task.name / f"episode_{record['episode']:03d}.mp4")
+            record["seconds"] = seconds
+            out.put(("episode", record))
     env.close()
     out.put(("done", None))
