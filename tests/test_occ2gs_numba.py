@@ -62,11 +62,10 @@ def test_numba_rasterizer_matches_torch_and_dense_on_the_same_projection(seed, n
     projected = project(means, k, pose, 40, 48, 0.002, settings)
     fast = rasterize(projected, labels, 40, 48, settings)
     dense = rasterize_dense(projected, labels, 40, 48, settings, chunk=1024)
-    for band_rows in (8, 3):  # 3: bands that do not divide the height
-        view = render_numba.rasterize_numba(projected, labels, 40, 48, settings, band_rows=band_rows)
-        assert view.semantics.dtype == torch.long and view.valid.float().mean() > 0.5
-        for ref in (fast, dense):
-            assert_same_render(view.depth, view.semantics, view.alpha, ref.depth, ref.semantics, ref.alpha)
+    view = render_numba.rasterize_numba(projected, labels, 40, 48, settings)  # 40 rows: partial tiles
+    assert view.semantics.dtype == torch.long and view.valid.float().mean() > 0.5
+    for ref in (fast, dense):
+        assert_same_render(view.depth, view.semantics, view.alpha, ref.depth, ref.semantics, ref.alpha)
 
 
 def test_numba_projection_matches_the_torch_projection():
@@ -156,3 +155,84 @@ def test_auto_backend_prefers_numba_and_falls_back_to_torch(monkeypatch):
     monkeypatch.setattr(render_numba, "numba", None)
     with pytest.raises(RuntimeError, match="numba"):
         render_condition_maps(occ, CAMERA, backend="numba")
+
+
+def test_polynomial_exp_of_the_tile_kernel_is_accurate():
+    # the kernel's vectorisable exp: relative error < 3e-6 on [-8, 0] (alpha moves by < 3e-6)
+    x = np.linspace(-8.0, 0.0, 100_001).astype(np.float32)
+    got = np.array([render_numba._exp_nonpositive(np.float32(v)) for v in x[::97]], np.float64)
+    ref = np.exp(x[::97].astype(np.float64))
+    assert np.abs(got / ref - 1).max() < 3e-6
+    assert render_numba._exp_nonpositive(np.float32(-50.0)) < 1.0 / 255.0  # clamped far tail stays below alpha_min
+
+
+def _thinned_wall_scene(seed, keep=0.35):
+    """An opaque back wall (label 0) behind two thinned boxes (labels 1, 2) on a 1 mm grid."""
+    rng = np.random.default_rng(seed)
+    axis = (np.arange(-36, 36) + 0.5) * VOXEL
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    wall = np.stack([a.ravel(), b.ravel(), np.full(a.size, 0.16)], 1)
+    boxes = []
+    for label, (x0, depth) in enumerate(((-0.02, 0.11), (0.005, 0.13)), start=1):
+        u = (np.arange(20) + 0.5) * VOXEL
+        uu, vv, ww = np.meshgrid(u + x0, u - 0.01, u[:8] + depth, indexing="ij")
+        box = np.stack([uu.ravel(), vv.ravel(), ww.ravel()], 1)
+        box = box[rng.random(box.shape[0]) < keep]
+        boxes.append((box, label))
+    means = np.concatenate([wall] + [box for box, _ in boxes])
+    labels = np.concatenate([np.zeros(wall.shape[0], np.int64)] + [np.full(box.shape[0], lab) for box, lab in boxes])
+    order = rng.permutation(means.shape[0])  # input order must not matter
+    return torch.tensor(means[order], dtype=torch.float32), torch.tensor(labels[order])
+
+
+@pytest.mark.parametrize("height, width", [(37, 45), (48, 64)])  # 37 x 45: partial tiles on both sides
+def test_tile_kernel_matches_the_dense_reference_on_a_thinned_scene(height, width):
+    means, labels = _thinned_wall_scene(0)
+    k = torch.tensor(pinhole(2.5 * width, 2.5 * width, (width - 1) / 2 + 1.3, (height - 1) / 2 - 0.7))
+    pose = torch.tensor(look_at([0.01, -0.02, 0.0], [0.0, 0.0, 0.14], up=(0, -1, 0)))
+    settings = SplatSettings()
+    view = render_numba.render_numba(means, labels, k, pose, height, width, VOXEL, settings)
+    dense = rasterize_dense(project(means, k, pose, height, width, VOXEL, settings), labels, height, width,
+                            settings, chunk=1024)
+    assert_same_render(view.depth, view.semantics, view.alpha, dense.depth, dense.semantics, dense.alpha)
+    valid = view.valid.numpy() & dense.valid.numpy()
+    assert valid.mean() > 0.9 and {0, 1, 2} <= set(view.semantics[view.valid].unique().tolist())
+    assert np.abs(view.depth.numpy() - dense.depth.numpy())[valid].max() < VOXEL  # depth within a voxel
+    assert (view.semantics.numpy() == dense.semantics.numpy()).mean() > 0.99
+
+
+def test_early_termination_drops_only_what_is_hidden():
+    # the same front plane with and without a crowd of Gaussians behind it: once every pixel of
+    # a tile is saturated (T < 1e-4) the hidden ones are skipped, and the image moves by < T
+    front = plane(0.1)
+    occ = occupancy_from_depths([front], [np.full((SIZE, SIZE), 1)])
+    means, labels = torch.from_numpy(occ.centers(0)).float(), torch.from_numpy(occ.labels[0]).long()
+    rng = np.random.default_rng(0)
+    hidden = torch.tensor(rng.uniform([-0.03, -0.03, 0.11], [0.03, 0.03, 0.14], (4000, 3)), dtype=torch.float32)
+    both_means = torch.cat([hidden, means])
+    both_labels = torch.cat([torch.full((hidden.shape[0],), 2), labels])
+    settings = SplatSettings(scale_rule=GaussianScaleRule(3.7, 0.0012))  # ~1 px Gaussians: the plane is opaque
+    depth_range = (0.1, 0.2)  # same Gaussian sizes in both renders
+    alone = render_numba.render_numba(means, labels, K, IDENTITY, SIZE, SIZE, VOXEL, settings, depth_range)
+    crowd = render_numba.render_numba(both_means, both_labels, K, IDENTITY, SIZE, SIZE, VOXEL, settings, depth_range)
+    inner = (slice(3, -3), slice(3, -3))  # the plane's border pixels are not saturated
+    assert alone.alpha[inner].min() > 1 - render_numba.EARLY_STOP_T
+    assert (crowd.semantics[inner] == 1).all()
+    assert torch.abs(crowd.alpha[inner] - alone.alpha[inner]).max() <= render_numba.EARLY_STOP_T
+    assert torch.abs(crowd.depth[inner] - alone.depth[inner]).max() <= render_numba.EARLY_STOP_T * 0.1
+    # the exhaustive torch renderer (no early stop) agrees everywhere
+    exhaustive = rasterize(project(both_means, torch.tensor(K), torch.tensor(IDENTITY), SIZE, SIZE, VOXEL, settings,
+                                   depth_range), both_labels, SIZE, SIZE, settings)
+    assert_same_render(crowd.depth, crowd.semantics, crowd.alpha, exhaustive.depth, exhaustive.semantics,
+                       exhaustive.alpha)
+
+
+def test_fragment_threshold_is_the_float32_exp_boundary_and_bad_settings_are_refused():
+    settings = SplatSettings()
+    power = render_numba._power_threshold(settings)
+    below = np.nextafter(power, np.float32(-np.inf))
+    assert np.float32(np.exp(power)) >= np.float32(settings.alpha_min) > np.float32(np.exp(below))
+    with pytest.raises(ValueError, match="alpha_min"):  # no fragment could ever pass
+        render_numba._power_threshold(SplatSettings(opacity=0.001))
+    with pytest.raises(ValueError, match="opacity"):  # would need exp below the kernel's domain
+        render_numba._power_threshold(SplatSettings(opacity=1e5, alpha_max=0.99))
