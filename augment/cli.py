@@ -45,6 +45,8 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run first frames and rollouts on Ray actors (one per GPU); ADDRESS 'auto' joins a running "
                         "cluster, no value starts a local one")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="put failed units back at the stage they failed in (after fixing the cause) before running")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -101,6 +103,9 @@ def run_command(args, stages) -> dict:
         from augment.runner import AugmentRun  # noqa: PLC0415
 
         runner = AugmentRun(config, args.run_dir, shard, progress=not args.no_progress)
+    if args.retry_failed:
+        retried = runner.manifest.retry_failed()
+        print(f"retrying {len(retried)} failed unit(s)", file=sys.stderr)
     return runner.run(stages)
 
 

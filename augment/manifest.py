@@ -110,10 +110,23 @@ class Manifest:
         previous = unit["stage"]
         unit["stage"] = stage
         unit["error"] = error
+        if stage == "failed":
+            unit["failed_from"] = previous  # where --retry-failed puts it back
         if seconds is not None:
             unit["seconds"][stage if stage != "failed" else f"failed_after_{previous}"] = round(seconds, 3)
         if save:
             self.save()
+
+    def retry_failed(self) -> list[str]:
+        """Put every failed unit back at the stage it failed from (e.g. after a GPU out-of-memory)."""
+        retried = []
+        for unit_id, unit in self.units.items():
+            if unit["stage"] == "failed":
+                unit["stage"], unit["error"] = unit.pop("failed_from", "planned"), None
+                retried.append(unit_id)
+        if retried:
+            self.save()
+        return sorted(retried)
 
     def units_at(self, stage: str) -> list[str]:
         return sorted(u for u, rec in self.units.items() if rec["stage"] == stage)

@@ -121,3 +121,17 @@ def test_write_config_explains_every_key_and_reads_back_as_the_defaults(tmp_path
     assert build_dataclass(AugmentConfig, values) == AugmentConfig()
     with pytest.raises(Exception, match="score.filter.model"):  # defaults need a VLM (or checks_only)
         config_from_dict(values)
+
+
+def test_failed_units_can_be_retried_from_the_stage_they_failed_in(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.add_episode("ep", {"status": "ready"}, {f"ep__v{i}": {"variant": i, "seed": i, "prompt": "p"}
+                                                     for i in range(2)})
+    manifest.set_stage("ep__v0", "first_frame", 1.0)
+    manifest.set_stage("ep__v0", "failed", error="rollouts: RuntimeError: CUDA out of memory")
+    manifest.set_stage("ep__v1", "failed", error="first_frames: boom")
+    assert Manifest(tmp_path).counts() == {"failed": 2}
+    assert manifest.retry_failed() == ["ep__v0", "ep__v1"]
+    again = Manifest(tmp_path)
+    assert again.units["ep__v0"]["stage"] == "first_frame" and again.units["ep__v1"]["stage"] == "planned"
+    assert again.units["ep__v0"]["error"] is None
