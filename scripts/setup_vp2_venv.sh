@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build the side venv that runs the VP² benchmark (benchmarks/vp2): robosuite, robodesk and
+# the ORV world model in one process.
+#
+# Why a venv of its own: robosuite 1.5.2 depends on mink==0.0.5, which pins numpy<2, and
+# installing it into .venv would downgrade numpy 2.4.6 -> 1.26.4 and opencv-python 5 -> 4.11
+# under TensorFlow, ManiSkill 3 and the rest (pip check then fails). Here numpy 1.26 is fine:
+# the world model only needs torch + diffusers + transformers, which run on it. The CPU torch
+# wheel is taken (from /opt/wheels through pip's find-links when present); on a GPU machine
+# pass VP2_TORCH_SPEC="torch==2.14.1" (or any CUDA build) to plan on the GPU.
+#
+# The project is put on the venv's path (a .pth file, no install), so
+# `.venv-vp2/bin/python -m benchmarks.vp2.run ...` runs the benchmark there.
+#
+# Idempotent: a stamp file records what was installed; a second run with the same spec is a
+# no-op. Quiet unless something fails. A first run takes a few minutes on 2 cores.
+#
+#   bash scripts/setup_vp2_venv.sh                  # -> .venv-vp2
+#   VP2_VENV=/opt/vp2-venv bash scripts/setup_vp2_venv.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VP2_VENV:-$ROOT/.venv-vp2}"
+PYTHON="${PYTHON:-python3.11}"
+TORCH_SPEC="${VP2_TORCH_SPEC-torch==2.13.0+cpu}"
+SIM_SPEC="robosuite==1.5.2 robodesk==1.0.0 mujoco==3.3.7 dm_control==1.0.34"
+# The world model's stack, at the main venv's versions; numpy<2 is mink's pin, said out loud.
+MODEL_SPEC="diffusers==0.42.1 transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 accelerate==1.15.0 numpy<2 pillow pyyaml"
+STAMP="$VENV/.installed"
+WANT="$TORCH_SPEC $SIM_SPEC $MODEL_SPEC +project-path"
+
+link_project() {
+  local site
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$ROOT" > "$site/orv_project.pth"
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
+  link_project
+  exit 0
+fi
+
+command -v "$PYTHON" >/dev/null 2>&1 || { echo "setup_vp2_venv: $PYTHON not found (pass PYTHON=...)" >&2; exit 1; }
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+fail() { echo "setup_vp2_venv: $1 failed; its log:" >&2; tail -n 40 "$LOG" >&2; exit 1; }
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" >>"$LOG" 2>&1 || fail "venv creation"
+PIP=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
+"${PIP[@]}" install --upgrade pip >>"$LOG" 2>&1 || fail "pip upgrade"
+if [ -n "$TORCH_SPEC" ]; then
+  "${PIP[@]}" install "$TORCH_SPEC" >>"$LOG" 2>&1 || fail "pip install $TORCH_SPEC"
+fi
+# shellcheck disable=SC2086  # the specs are lists
+"${PIP[@]}" install $TORCH_SPEC $SIM_SPEC $MODEL_SPEC >>"$LOG" 2>&1 || fail "pip install $SIM_SPEC"
+link_project
+MUJOCO_GL=egl "$VENV/bin/python" -c "import robosuite, robodesk, mujoco, torch, diffusers, transformers" >>"$LOG" 2>&1 \
+  || fail "import robosuite/robodesk/torch"
+echo "$WANT" > "$STAMP"
