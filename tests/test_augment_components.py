@@ -73,7 +73,7 @@ def test_ray_mode_gives_the_same_rollouts_as_the_local_runner(models, tmp_path):
         "rollout": {"model": str(models / "orv"), "height": 64, "width": 64, "chunk_frames": 8,
                     "num_inference_steps": 2},
         "score": {"enabled": False},
-        "ray": {"num_actors": 2, "num_gpus_per_actor": 0, "num_cpus_per_actor": 1},
+        "ray": {"num_actors": 1, "num_gpus_per_actor": 0, "num_cpus_per_actor": 1},
     }
     stages = ("sources", "first_frames", "rollouts")
     local = AugmentRun(config_from_dict(values), tmp_path / "local", progress=False)
