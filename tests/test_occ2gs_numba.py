@@ -236,3 +236,27 @@ def test_fragment_threshold_is_the_float32_exp_boundary_and_bad_settings_are_ref
         render_numba._power_threshold(SplatSettings(opacity=0.001))
     with pytest.raises(ValueError, match="opacity"):  # would need exp below the kernel's domain
         render_numba._power_threshold(SplatSettings(opacity=1e5, alpha_max=0.99))
+
+
+def test_tile_binning_keeps_depth_order_in_every_tile_for_any_chunking():
+    # the counting sort may bin contiguous runs of Gaussians separately (one per thread): a
+    # tile's list must still be every Gaussian whose footprint box meets it, in depth order
+    rng = np.random.default_rng(4)
+    num, height, width = 3000, 37, 45
+    pixel = np.zeros((num, render_numba.PIXEL_COLUMNS), np.int32)
+    pixel[:, render_numba.PIXEL_COL] = rng.integers(-6, width + 6, num)
+    pixel[:, render_numba.PIXEL_ROW] = rng.integers(-6, height + 6, num)
+    pixel[:, render_numba.PIXEL_RADIUS] = rng.integers(1, 9, num)
+    c, r, rad = pixel[:, 0], pixel[:, 1], pixel[:, 2]
+    pixel = pixel[(c + rad >= 0) & (c - rad < width) & (r + rad >= 0) & (r - rad < height)]  # the projection's cull
+    tiles_x = -(-width // render_numba.TILE_W)
+    starts, items = render_numba._bin_tiles(pixel, height, width, 1)
+    for tile in range(starts.size - 1):
+        col_lo, row_lo = (tile % tiles_x) * render_numba.TILE_W, (tile // tiles_x) * render_numba.TILE_H
+        c, r, rad = pixel[:, 0], pixel[:, 1], pixel[:, 2]
+        meets = ((c + rad >= col_lo) & (c - rad < col_lo + render_numba.TILE_W)
+                 & (r + rad >= row_lo) & (r - rad < row_lo + render_numba.TILE_H))
+        assert np.array_equal(items[starts[tile]:starts[tile + 1]], np.flatnonzero(meets))
+    for chunks in (2, 3):
+        got_starts, got_items = render_numba._bin_tiles(pixel, height, width, chunks)
+        assert np.array_equal(got_starts, starts) and np.array_equal(got_items, items)

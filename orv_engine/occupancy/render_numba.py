@@ -14,35 +14,47 @@ data-dependent loop that vectorised torch cannot express.
 
 How it works (the tile renderer of 3DGS, on CPU threads):
 
-* projection in single-threaded compiled loops (float32, the torch formulas in the same
-  order; on a shared 2-core machine extra parallel regions cost more in waiting for the
-  second core than they save); each kept Gaussian becomes one packed record (``splat``:
-  depth, offset, conic, 1 / cov_yy; ``pixel``: centre, radius), so sorting moves two cache
-  lines per Gaussian instead of eight arrays;
+* projection and binning in single-threaded compiled float32 loops (the torch formulas in
+  the same order). The loops are written so that ``parallel=True`` would run them in
+  ``prange`` (the binning in per-thread runs), but on this shared 2-core machine that lost:
+  it took 100K Gaussians at 320x480 from 53 to 45 ms a frame in a quiet minute, yet as soon
+  as another process kept a core busy every extra parallel region waited about a time
+  slice for it (10K Gaussians: 10 -> 80 ms, 100K: 95 -> 137 ms in one alternating run), so
+  the frame keeps a single parallel region, the compositing. Each kept Gaussian becomes
+  one packed record (``splat``: depth, offset, conic, 1 / cov_yy; ``pixel``: centre,
+  radius), so sorting moves two cache lines per Gaussian instead of eight arrays;
 * the depth sort is a stable LSD radix sort of the order-preserving bits of z (passes whose
   digit is the same for every Gaussian are skipped), which gives exactly the order of
   torch's stable argsort, also for Gaussians at equal depth;
-* the image is cut into ``TILE_W`` x ``TILE_H`` tiles; a counting sort bins every Gaussian
-  (in depth order) into the tiles its footprint box touches; ``prange`` runs one loop per
-  numba thread, thread t taking tiles t, t + T, t + 2T, ... (interleaved, so the busy part
-  of the image is shared); a tile is owned by one thread, so there are no write races;
+* the image is cut into ``TILE_W`` x ``TILE_H`` tiles; a counting sort bins every
+  Gaussian (in depth order) into the tiles its footprint box touches (each thread bins a
+  contiguous run of Gaussians; a tile's list is the threads' runs in order, so it stays in
+  depth order); ``prange`` runs one loop per numba thread, thread t taking tiles t, t + T,
+  t + 2T, ... (interleaved, so the busy part of the image is shared); a tile is owned by
+  one thread, so there are no write races;
 * a tile splats its Gaussians front to back into per-pixel accumulators (transmittance,
   sum w, sum w z, running best label weight and label, per-label weight) held in
-  per-thread scratch that stays in L1/L2. A footprint row is one branch-free pass over the
-  ``TILE_W`` pixels of the tile row, which the compiler vectorises: cells outside the box,
-  under ``alpha_min`` or already saturated get alpha 0, which leaves every accumulator
-  bit-identical. ``exp`` is a degree-8 polynomial of ``x / 16`` raised to the 16th power
+  per-thread scratch that stays in L1/L2. The footprint rows of a Gaussian in a tile are
+  one branch-free pass over the contiguous cells of those rows (``TILE_W`` per row), which
+  the compiler vectorises: cells outside the box, under ``alpha_min`` or already saturated
+  get alpha 0, which leaves every accumulator bit-identical. Every lane is float32 (cell
+  rows and columns come from small tables, the stop count is a float32 sum): a 64-bit
+  index or counter in the loop makes LLVM halve the vector width (measured: 4 lanes instead
+  of 8 on AVX2). Rows that no cell of the footprint can reach above ``alpha_min`` (the
+  brightest cell of a row dy px off the centre has power -dy^2 / 2 x 1 / cov_yy; 1% margin)
+  and rows already saturated at the tile's top and bottom are cut before the pass.
+  ``exp`` is a degree-8 polynomial of ``x / 16`` raised to the 16th power
   (relative error < 3e-6 on [-8, 0]; numba cannot vectorise ``np.exp`` without Intel's
-  SVML), so alpha differs from the torch renderer's by < 3e-6; rows whose brightest cell is
-  below ``alpha_min`` (with a 1% margin) are skipped whole; whether a cell passes
+  SVML), so alpha differs from the torch renderer's by < 3e-6; whether a cell passes
   ``alpha_min`` is decided on its power against the float32 ``exp`` boundary
   (``_power_threshold``), not on the polynomial. This loop alone is compiled with
   ``fastmath`` (FMA contraction, reassociation: ~15% faster, 1-ulp differences);
 * early termination, as in diff-gaussian-rasterization: a pixel stops taking fragments once
-  its transmittance is below ``EARLY_STOP_T`` (1e-4), a tile row once all its pixels have,
-  and a tile once all its rows have. The fragment that crosses the threshold is still
-  composited (3DGS drops it), so what is left out is at most ``T < 1e-4`` of the pixel's
-  weight: alpha differs from the exhaustive torch renderer by < 1e-4, depth by < 1e-4 x the
+  its transmittance is below ``EARLY_STOP_T`` (1e-4), a tile row once all its pixels have
+  (checked only after a pass that stopped a pixel), and a tile once all its rows have. The
+  fragment that crosses the threshold is still composited (3DGS drops it), so what is
+  left out is at most ``T < 1e-4`` of the pixel's weight: alpha differs from the
+  exhaustive torch renderer by < 1e-4, depth by < 1e-4 x the
   depth spread behind the surface, and the label (and the valid flag) only at near-ties.
   (Rarely, a fragment sits on the ``alpha_min`` boundary and 1-ulp differences between the
   float32 projections decide it differently: that pixel's alpha moves by up to
@@ -99,7 +111,8 @@ TRANS, ACC, DEPTH_SUM, BEST, BEST_LABEL = (plane * TILE_PIXELS for plane in rang
 U_TRANS, U_ACC, U_DEPTH_SUM, U_BEST, U_BEST_LABEL = (np.uint64(offset) for offset in
                                                    (TRANS, ACC, DEPTH_SUM, BEST, BEST_LABEL))
 STATE_PLANES = 5
-LANE = np.arange(TILE_W, dtype=np.float32)  # column of each lane in a tile row
+CELL_COL = np.tile(np.arange(TILE_W, dtype=np.float32), TILE_H)  # column of each cell of a tile (row-major)
+CELL_ROW = np.repeat(np.arange(TILE_H, dtype=np.float32), TILE_W)  # its row
 
 
 def numba_available() -> bool:
@@ -186,7 +199,7 @@ if numba is not None:
         lo = np.float32(-0.5)
         hi_u = np.float32(width - 0.5)
         hi_v = np.float32(height - 0.5)
-        for i in range(n):
+        for i in prange(n):
             px, py, pz = means[i, 0], means[i, 1], means[i, 2]
             cxx = view[0, 3] + (px * view[0, 0] + py * view[0, 1] + pz * view[0, 2])
             cyy = view[1, 3] + (px * view[1, 0] + py * view[1, 1] + pz * view[1, 2])
@@ -200,14 +213,22 @@ if numba is not None:
         return x, y, z, u, v, centre_in
 
     @njit(cache=True)
-    def _masked_range(z, mask):
-        """(any, min z, max z) over ``mask``."""
-        z_min = np.inf
-        z_max = -np.inf
-        for i in range(z.shape[0]):
-            if mask[i]:
-                z_min = min(z_min, np.float64(z[i]))
-                z_max = max(z_max, np.float64(z[i]))
+    def _masked_range(z, mask, chunks):
+        """(any, min z, max z) over ``mask``, in ``chunks`` runs combined (parallel ones under ``parallel=True``)."""
+        n = z.shape[0]
+        lows = np.full(chunks, np.inf)
+        highs = np.full(chunks, -np.inf)
+        for t in prange(chunks):
+            z_min = np.inf
+            z_max = -np.inf
+            for i in range(t * n // chunks, (t + 1) * n // chunks):
+                if mask[i]:
+                    z_min = min(z_min, np.float64(z[i]))
+                    z_max = max(z_max, np.float64(z[i]))
+            lows[t] = z_min
+            highs[t] = z_max
+        z_min = lows.min()
+        z_max = highs.max()
         found = z_min <= z_max
         if not found:
             z_min = 0.0
@@ -228,7 +249,7 @@ if numba is not None:
         zero = np.float32(0.0)
         half = np.float32(0.5)
         three = np.float32(3.0)
-        for i in range(n):
+        for i in prange(n):
             front = z[i] > near
             zs = z[i] if front else one
             if span > 0:
@@ -310,7 +331,7 @@ if numba is not None:
         rows = np.empty(g, np.int64)
         splat = np.empty((g, SPLAT_COLUMNS), np.float32)
         pixel = np.empty((g, PIXEL_COLUMNS), np.int32)
-        for j in range(g):
+        for j in prange(g):
             i = index[order[j]]
             rows[j] = i
             for c in range(SPLAT_COLUMNS):
@@ -340,33 +361,45 @@ if numba is not None:
         return present, compact
 
     @njit(cache=True)
-    def _bin_tiles(pixel, height, width, tile_w, tile_h):
-        """Per tile, the Gaussians whose footprint box meets it, in depth order (counting sort, CSR)."""
-        tiles_x = (width + tile_w - 1) // tile_w
-        tiles_y = (height + tile_h - 1) // tile_h
+    def _bin_tiles(pixel, height, width, chunks):
+        """Per tile, the Gaussians whose footprint box meets it, in depth order (CSR).
+
+        A parallel counting sort: each thread counts, then places, the (tile, Gaussian) pairs
+        of its own contiguous run of Gaussians; within a tile the runs are laid out in thread
+        order, so every tile's list stays in depth order."""
+        tiles_x = (width + TILE_W - 1) // TILE_W
+        num_tiles = tiles_x * ((height + TILE_H - 1) // TILE_H)
         g = pixel.shape[0]
-        counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
-        for j in range(g):
-            c, r, rad = pixel[j, PIXEL_COL], pixel[j, PIXEL_ROW], pixel[j, PIXEL_RADIUS]
-            tx0 = max(c - rad, 0) // tile_w
-            tx1 = min(c + rad, width - 1) // tile_w
-            for ty in range(max(r - rad, 0) // tile_h, min(r + rad, height - 1) // tile_h + 1):
-                for tx in range(tx0, tx1 + 1):
-                    counts[ty * tiles_x + tx + 1] += 1
-        for t in range(tiles_x * tiles_y):
-            counts[t + 1] += counts[t]
-        fill = counts[:-1].copy()
-        items = np.empty(counts[-1], np.int32)
-        for j in range(g):
-            c, r, rad = pixel[j, PIXEL_COL], pixel[j, PIXEL_ROW], pixel[j, PIXEL_RADIUS]
-            tx0 = max(c - rad, 0) // tile_w
-            tx1 = min(c + rad, width - 1) // tile_w
-            for ty in range(max(r - rad, 0) // tile_h, min(r + rad, height - 1) // tile_h + 1):
-                for tx in range(tx0, tx1 + 1):
-                    t = ty * tiles_x + tx
-                    items[fill[t]] = j
-                    fill[t] += 1
-        return counts, items
+        counts = np.zeros((chunks, num_tiles), np.int64)
+        for t in prange(chunks):
+            for j in range(t * g // chunks, (t + 1) * g // chunks):
+                c, r, rad = pixel[j, PIXEL_COL], pixel[j, PIXEL_ROW], pixel[j, PIXEL_RADIUS]
+                tx0 = max(c - rad, 0) // TILE_W
+                tx1 = min(c + rad, width - 1) // TILE_W
+                for ty in range(max(r - rad, 0) // TILE_H, min(r + rad, height - 1) // TILE_H + 1):
+                    for tx in range(tx0, tx1 + 1):
+                        counts[t, ty * tiles_x + tx] += 1
+        starts = np.empty(num_tiles + 1, np.int64)
+        fill = np.empty((chunks, num_tiles), np.int64)
+        total = 0
+        for tile in range(num_tiles):
+            starts[tile] = total
+            for t in range(chunks):
+                fill[t, tile] = total
+                total += counts[t, tile]
+        starts[num_tiles] = total
+        items = np.empty(total, np.int32)
+        for t in prange(chunks):
+            for j in range(t * g // chunks, (t + 1) * g // chunks):
+                c, r, rad = pixel[j, PIXEL_COL], pixel[j, PIXEL_ROW], pixel[j, PIXEL_RADIUS]
+                tx0 = max(c - rad, 0) // TILE_W
+                tx1 = min(c + rad, width - 1) // TILE_W
+                for ty in range(max(r - rad, 0) // TILE_H, min(r + rad, height - 1) // TILE_H + 1):
+                    for tx in range(tx0, tx1 + 1):
+                        tile = ty * tiles_x + tx
+                        items[fill[t, tile]] = j
+                        fill[t, tile] += 1
+        return starts, items
 
     @njit(cache=True, inline="always", fastmath=True)
     def _exp_nonpositive(x):
@@ -394,87 +427,111 @@ if numba is not None:
                     alpha_max, power_min, stop_t, skip_power, state, votes, row_live):
         """Composite the Gaussians ``items[first:last]`` (depth order) into one tile.
 
-        Per-pixel scratch rows are ``TILE_W`` wide. A footprint row is one branch-free pass over
-        the whole tile row: cells outside the footprint box, fainter than ``alpha_min`` or
-        already saturated get alpha 0, which leaves every accumulator bit-identical (adds 0,
-        multiplies by 1), so the pass vectorises. Returns the bit mask of the label planes used."""
+        The rows of a footprint in the tile are one branch-free pass over the contiguous
+        cells ``[first row * TILE_W, (last row + 1) * TILE_W)``: cells outside the footprint
+        box, fainter than ``alpha_min`` or already saturated get alpha 0, which leaves every
+        accumulator bit-identical (adds 0, multiplies by 1), so the pass vectorises, and its
+        independent cells keep the SIMD units busy (one row at a time is bound by the latency
+        of the exp polynomial). Every lane is float32 (8 per AVX2 register): cell rows and
+        columns come from tables, not from integer index arithmetic. Returns the bit mask of
+        the label planes used."""
         zero = np.float32(0.0)
         one = np.float32(1.0)
         minus_half = np.float32(-0.5)
+        trans = state[TRANS:TRANS + TILE_PIXELS]
+        acc = state[ACC:ACC + TILE_PIXELS]
+        depth_sum = state[DEPTH_SUM:DEPTH_SUM + TILE_PIXELS]
+        best = state[BEST:BEST + TILE_PIXELS]
+        best_label = state[BEST_LABEL:BEST_LABEL + TILE_PIXELS]
         for q in range(TILE_PIXELS):
-            state[TRANS + q] = one
-            state[ACC + q] = zero
-            state[DEPTH_SUM + q] = zero
-            state[BEST + q] = zero
-            state[BEST_LABEL + q] = np.float32(-1.0)
+            # cells outside a partial tile start saturated: they never take a fragment and count as stopped
+            inside = CELL_COL[q] < np.float32(tile_w)
+            trans[q] = one if inside else zero
+            acc[q] = zero
+            depth_sum[q] = zero
+            best[q] = zero
+            best_label[q] = np.float32(-1.0)
         for rl in range(tile_h):
-            row_live[rl] = tile_w
-        for rl in range(tile_h, TILE_H):
-            row_live[rl] = 0
-        live_rows = tile_h  # rows with a pixel still taking fragments
+            row_live[rl] = 1
+        live_lo, live_hi = 0, tile_h - 1  # first and last row with a pixel still taking fragments
+        live_rows = tile_h
         used = np.uint64(0)
         for k in range(first, last):
             j = items[k]
             cc = pixel[j, PIXEL_COL] - col_lo  # centre column in tile coordinates
             cr = pixel[j, PIXEL_ROW] - row_lo
             rad = pixel[j, PIXEL_RADIUS]
-            y0 = max(cr - rad, 0)
-            y1 = min(cr + rad, tile_h - 1)
+            ov = splat[j, SPLAT_OFFSET_V]
+            # rows whose brightest cell has power -row_fall * dy^2 below -skip_power (alpha_min with a
+            # 1% margin) take nothing: |dy| <= reach
+            row_fall = np.float32(0.5) * splat[j, SPLAT_ROW_FALL]
+            reach = np.sqrt(skip_power / row_fall)
+            centre = np.float32(cr) + ov
+            y0 = max(cr - rad, live_lo, np.int64(np.ceil(centre - reach)))
+            y1 = min(cr + rad, live_hi, np.int64(np.floor(centre + reach)))
+            if y0 > y1:
+                continue
             x0 = max(cc - rad, 0)
             x1 = min(cc + rad, tile_w - 1)
             zj = splat[j, SPLAT_DEPTH]
             ou = splat[j, SPLAT_OFFSET_U]
-            ov = splat[j, SPLAT_OFFSET_V]
             ca = splat[j, SPLAT_CONIC]
             cb = splat[j, SPLAT_CONIC + 1]
             cc2 = splat[j, SPLAT_CONIC + 2]
-            f_cc = np.float32(cc)
+            row_off = np.float32(cr)
             f_x0 = np.float32(x0)
             f_x1 = np.float32(x1)
             lab = compact[j]
             flab = np.float32(lab)
             used |= np.uint64(1) << np.uint64(lab & 63)
-            plane = votes[lab]
-            # the brightest cell of a row at offset dy has power -row_fall * dy^2: rows whose
-            # best cell is below -skip_power (alpha_min with a 1% margin) are skipped whole
-            row_fall = np.float32(0.5) * splat[j, SPLAT_ROW_FALL]
-            for rl in range(y0, y1 + 1):
-                if row_live[rl] == 0:
-                    continue
-                dy = np.float32(rl - cr) - ov
-                if row_fall * dy * dy > skip_power:
-                    continue
-                base = rl * TILE_W
-                newly = np.int32(0)
-                for c in range(TILE_W):
-                    q = np.uint64(base + c)  # unsigned: no negative-index wraparound, so the loop vectorises
-                    tq = state[q + U_TRANS]
-                    # float32 lanes only (8 per AVX2 register); the column offset is an exact small integer
-                    dx = (LANE[c] - f_cc) - ou
-                    power = (ca * dx * dx + cc2 * dy * dy) * minus_half - cb * dx * dy
-                    alpha = min(_exp_nonpositive(power) * opacity, alpha_max)
-                    # alpha >= alpha_min decided on the power (the float32 exp boundary), not the polynomial
-                    take = (LANE[c] >= f_x0) & (LANE[c] <= f_x1) & (power >= power_min) & (tq >= stop_t)
-                    alpha = alpha if take else zero
-                    w = alpha * tq
-                    state[q + U_ACC] += w
-                    state[q + U_DEPTH_SUM] += w * zj
-                    vote = plane[q] + w
-                    plane[q] = vote
-                    old_best = state[q + U_BEST]
-                    old_label = state[q + U_BEST_LABEL]
-                    wins = take & ((vote > old_best) | ((vote == old_best) & (flab < old_label)))
-                    state[q + U_BEST] = vote if wins else old_best
-                    state[q + U_BEST_LABEL] = flab if wins else old_label
-                    t_new = tq * (one - alpha)
-                    state[q + U_TRANS] = t_new
-                    newly += np.int32(take & (t_new < stop_t))
-                if newly:
-                    row_live[rl] -= newly
-                    if row_live[rl] == 0:
-                        live_rows -= 1
-            if live_rows == 0:
-                break
+            lo = y0 * TILE_W
+            n = (y1 + 1) * TILE_W - lo
+            t_v = trans[lo:lo + n]
+            a_v = acc[lo:lo + n]
+            d_v = depth_sum[lo:lo + n]
+            b_v = best[lo:lo + n]
+            l_v = best_label[lo:lo + n]
+            v_v = votes[lab, lo:lo + n]
+            col_v = CELL_COL[lo:lo + n]
+            row_v = CELL_ROW[lo:lo + n]
+            newly = zero  # pixels that saturate in this pass (a float32 sum keeps the lanes 32-bit)
+            for c in range(n):
+                tq = t_v[c]
+                dx = (col_v[c] - np.float32(cc)) - ou
+                dy = (row_v[c] - row_off) - ov
+                power = (ca * dx * dx + cc2 * dy * dy) * minus_half - cb * dx * dy
+                alpha = min(_exp_nonpositive(power) * opacity, alpha_max)
+                # alpha >= alpha_min decided on the power (the float32 exp boundary), not the polynomial
+                take = (col_v[c] >= f_x0) & (col_v[c] <= f_x1) & (power >= power_min) & (tq >= stop_t)
+                alpha = alpha if take else zero
+                w = alpha * tq
+                a_v[c] += w
+                d_v[c] += w * zj
+                vote = v_v[c] + w
+                v_v[c] = vote
+                old_best = b_v[c]
+                old_label = l_v[c]
+                wins = take & ((vote > old_best) | ((vote == old_best) & (flab < old_label)))
+                b_v[c] = vote if wins else old_best
+                l_v[c] = flab if wins else old_label
+                t_new = tq * (one - alpha)
+                t_v[c] = t_new
+                newly += one if take & (t_new < stop_t) else zero
+            if newly > zero:  # some pixels stopped: retire rows whose pixels all have
+                for rl in range(y0, y1 + 1):
+                    if row_live[rl]:
+                        dead = zero
+                        for c in range(TILE_W):
+                            dead += one if trans[rl * TILE_W + c] < stop_t else zero
+                        if dead == np.float32(TILE_W):
+                            row_live[rl] = 0
+                            live_rows -= 1
+                if live_rows == 0:
+                    break
+                while row_live[live_lo] == 0:
+                    live_lo += 1
+                while row_live[live_hi] == 0:
+                    live_hi -= 1
         return used
 
     @njit(cache=True)
@@ -556,7 +613,7 @@ def visible_depth_range_numba(means, K, cam_to_world, height: int, width: int, n
     view = np.ascontiguousarray(np.concatenate([rotation, -(rotation @ pose[:3, 3:])], 1), np.float32)
     _, _, z, _, _, inside = _camera_pass(means, view, K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height,
                                          np.float32(near))
-    found, z_min, z_max = _masked_range(z, inside)
+    found, z_min, z_max = _masked_range(z, inside, 1)
     return (float(z_min), float(z_max)) if found else None
 
 
@@ -572,7 +629,7 @@ def project_numba(means, K, cam_to_world, height: int, width: int, voxel_size: f
     near = f32(settings.near)
     x, y, z, u, v, centre_in = _camera_pass(means, view, fx, fy, cx, cy, width, height, near)
     if depth_range is None:
-        found, z_min, z_max = _masked_range(z, centre_in)
+        found, z_min, z_max = _masked_range(z, centre_in, 1)
         depth_range = (float(z_min), float(z_max)) if found else (1.0, 1.0)
     z_min, z_max = depth_range
     rule = settings.scale_rule
@@ -625,7 +682,7 @@ def rasterize_numba(projected: NumbaProjected | ProjectedGaussians, labels, heig
     if p.index.size == 0:
         return empty_view(height, width)
     present, compact = _compact(_as_numpy(labels, np.int64), p.index)
-    starts, items = _bin_tiles(p.pixel, height, width, TILE_W, TILE_H)
+    starts, items = _bin_tiles(p.pixel, height, width, 1)
     f32 = np.float32
     alpha, depth, semantics = _composite_tiles(
         starts, items, p.splat, p.pixel, compact, present, height, width, numba.get_num_threads(),
