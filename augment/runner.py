@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from augment.config import AugmentConfig, check_inputs
 from augment.manifest import Manifest, RunState, all_shards, atomic_write_text
-from augment.sources import iter_source_episodes, load_source, prepare_source, save_source
+from augment.sources import iter_source_episodes, prepare_source, save_source
 from orv_engine.config_validation import ConfigError
 
 UNIT_STAGES = ("sources", "first_frames", "rollouts", "scores")

@@ -16,7 +16,50 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 
-class BatchStream:
+class PositionedStream:
+    """Endless batches from ``self.loader`` that count ``(epoch, batches into it)``.
+
+    Subclasses set ``self.loader`` and define :meth:`_start_epoch` (seed the epoch's order,
+    skip ``self.position`` batches) and :meth:`_empty_message` (why no full batch came)."""
+
+    epoch: int = 0
+    position: int = 0
+    _iterator = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._iterator = None
+
+    def _start_epoch(self):
+        raise NotImplementedError
+
+    def _empty_message(self) -> str:
+        return "the training data gave no full batch in an epoch"
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        for _ in range(2):  # the end of one epoch, then the start of the next
+            try:
+                if self._iterator is None:
+                    self._iterator = self._start_epoch()
+                batch = next(self._iterator)
+                self.position += 1
+                return batch
+            except StopIteration:
+                empty = self.position == 0
+                self._iterator = None
+                self.epoch, self.position = self.epoch + 1, 0
+                if empty:
+                    break
+        raise RuntimeError(self._empty_message())
+
+
+class BatchStream(PositionedStream):
     def __init__(self, config, rank: int = 0, world_size: int = 1):
         from orv_engine.training.latents import EpochSampler, LatentDataset, store_is_complete
 
@@ -42,13 +85,6 @@ class BatchStream:
             self.kind = "clips"
         self._iterator = None
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._iterator = None
-
     def _start_epoch(self):
         skip = self.position
         if self.sampler is not None:
@@ -61,24 +97,8 @@ class BatchStream:
             next(iterator)
         return iterator
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        for attempt in range(2):
-            try:
-                if self._iterator is None:
-                    self._iterator = self._start_epoch()
-                batch = next(self._iterator)
-                self.position += 1
-                return batch
-            except StopIteration:
-                empty = self.position == 0
-                self._iterator = None
-                self.epoch, self.position = self.epoch + 1, 0
-                if empty:
-                    break
-        raise RuntimeError(
+    def _empty_message(self) -> str:
+        return (
             f"the training data gave no full batch of {self.config.train.batch_size} in an epoch "
             f"({self.kind} from {self.config.data.latents_dir or self.config.data.path}, split "
             f"{self.config.data.split!r}): too few clips for this batch size and number of processes"

@@ -19,95 +19,25 @@ step and data-loading time), TensorBoard under ``<output_dir>/logs``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import resource
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from orv_engine.training.accelerated_run import AcceleratedRun, peak_memory_mb
 from orv_engine.training.config import Config
 from orv_engine.training.losses import LossInputs, diffusion_loss
-
-CHECKPOINT_PREFIX = "checkpoint-"
-
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     state = np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, dtype=np.uint32)
     return torch.Generator("cpu").manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and not p.name.endswith(".tmp")
-            and (p / "train_state.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def resolve_resume(resume: str | None, output_dir) -> Path | None:
-    if resume is None:
-        return None
-    if resume == "latest":
-        found = checkpoints(output_dir)
-        return found[-1] if found else None  # nothing saved yet: start fresh
-    path = Path(resume)
-    if not (path / "train_state.json").is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no train_state.json)")
-    return path
-
-
-def peak_memory_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _flat_hparams(config: Config) -> dict:
-    out = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                walk(v, key + ".")
-            else:
-                out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
-
-    walk(config.to_dict(), "")
-    return out
-
-
-class Trainer:
+class Trainer(AcceleratedRun):
     def __init__(self, config: Config, log=print):
-        from accelerate import Accelerator
-        from accelerate.utils import ProjectConfiguration, set_seed
-
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        precision = config.train.mixed_precision
-        if precision == "auto":
-            precision = "bf16" if torch.cuda.is_available() else "no"
-        self.accelerator = Accelerator(
-            mixed_precision=precision,
-            gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-            log_with=None if config.tracker == "none" else config.tracker,
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
-                                                logging_dir=str(self.output_dir / "logs")),
-        )
-        self._log = log
-        set_seed(config.seed)
-        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-    def log(self, message: str) -> None:
-        if self.accelerator.is_main_process:
-            self._log(message)
+        super().__init__(config, log)
 
     # ------------------------------------------------------------ set-up
 
@@ -201,59 +131,13 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, step: int) -> Path:
-        acc = self.accelerator
-        root = self.output_dir / "checkpoints"
-        final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        (tmp / f"stream-rank{acc.process_index}.json").write_text(json.dumps(self.stream.state_dict()))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            self.unwrapped.save_pretrained(tmp / "transformer")
-            if self.ema is not None:
-                self.ema.save_pretrained(str(tmp / "transformer_ema"))
-            (tmp / "train_state.json").write_text(json.dumps(
-                {"step": step, "num_processes": acc.num_processes, "config": self.config.to_dict()}, indent=1))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            limit = self.config.train.checkpoints_total_limit
-            if limit:
-                for old in checkpoints(self.output_dir)[:-limit]:
-                    shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
-
-    def load_checkpoint(self, path: Path) -> int:
-        acc = self.accelerator
-        state = json.loads((path / "train_state.json").read_text())
-        if state["num_processes"] != acc.num_processes:
-            raise ValueError(
-                f"{path} was saved by {state['num_processes']} processes, this run has {acc.num_processes}: "
-                "the data positions are per process; resume with the same number of processes"
-            )
-        acc.load_state(str(path))
-        self.stream.load_state_dict(json.loads((path / f"stream-rank{acc.process_index}.json").read_text()))
-        return int(state["step"])
+    def save_extra(self, folder: Path) -> None:
+        """A diffusers ``transformer/`` folder (and ``transformer_ema/``) that stage 2 or inference loads."""
+        self.unwrapped.save_pretrained(folder / "transformer")
+        if self.ema is not None:
+            self.ema.save_pretrained(str(folder / "transformer_ema"))
 
     # ------------------------------------------------------------ loop
-
-    def _write_log(self, record: dict, truncate_after: int | None = None) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        path = self.output_dir / "train_log.jsonl"
-        if truncate_after is not None and path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= truncate_after]
-            path.write_text("".join(line + "\n" for line in kept))
-            return
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
 
     def validate(self, step: int) -> dict:
         from orv_engine.training.validation import run_validation
@@ -270,7 +154,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.restore(model.parameters())
             acc.log(metrics, step=step)
-            self._write_log({"step": step, **metrics})
+            self.write_log({"step": step, **metrics})
             self.log(f"step {step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         acc.wait_for_everyone()
         return metrics
@@ -284,16 +168,7 @@ class Trainer:
         self._text_cache: dict[str, torch.Tensor] = {}
         if acc.is_main_process:
             (self.output_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
-        start = 0
-        checkpoint = resolve_resume(resume, self.output_dir)
-        if checkpoint is not None:
-            start = self.load_checkpoint(checkpoint)
-            self._write_log({}, truncate_after=start)
-            self.log(f"resumed from {checkpoint} at step {start}")
-        elif acc.is_main_process:
-            (self.output_dir / "train_log.jsonl").unlink(missing_ok=True)
-        if cfg.tracker != "none":
-            acc.init_trackers("orv-train", config=_flat_hparams(cfg))
+        start = self.resume_or_start(resume, "orv-train")
         self.log(f"training {self.num_trainable / 1e6:.2f}M parameters on {acc.num_processes} process(es), "
                  f"{acc.device}, {acc.mixed_precision}; data: {self.stream.kind}")
 
@@ -345,7 +220,7 @@ class Trainer:
                     "epoch": self.stream.epoch, "peak_memory_mb": peak_memory_mb(acc.device),
                 }
                 acc.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
-                self._write_log(record)
+                self.write_log(record)
                 self.log(f"step {step}/{cfg.train.max_steps} loss {loss_value:.4f} (avg {record['loss_avg']:.4f}) "
                          f"lr {record['lr']:.3g} {record['step_time']:.3f}s/step data {record['data_time']:.3f}s")
                 losses_window, data_time, step_time = [], 0.0, 0.0

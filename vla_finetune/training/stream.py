@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
+from orv_engine.training.stream import PositionedStream
 
-class WindowBatchStream:
+
+class WindowBatchStream(PositionedStream):
     def __init__(self, dataset, batch_size: int, num_workers: int = 0, seed: int = 0):
         self.dataset, self.batch_size = dataset, batch_size
         # Its own generator: creating a loader iterator draws a seed from it, and drawing from
@@ -25,13 +27,6 @@ class WindowBatchStream:
         self.epoch, self.position = 0, 0
         self._iterator = None
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._iterator = None
-
     def _start_epoch(self):
         self.dataset.set_epoch(self.epoch)
         iterator = iter(self.loader)
@@ -39,22 +34,6 @@ class WindowBatchStream:
             next(iterator)
         return iterator
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        for _ in range(2):
-            try:
-                if self._iterator is None:
-                    self._iterator = self._start_epoch()
-                batch = next(self._iterator)
-                self.position += 1
-                return batch
-            except StopIteration:
-                empty = self.position == 0
-                self._iterator = None
-                self.epoch, self.position = self.epoch + 1, 0
-                if empty:
-                    break
-        raise RuntimeError(f"the mixture gave no full batch of {self.batch_size} windows in an epoch: too few "
-                           "episodes for this batch size and number of processes/workers")
+    def _empty_message(self) -> str:
+        return (f"the mixture gave no full batch of {self.batch_size} windows in an epoch: too few "
+                "episodes for this batch size and number of processes/workers")

@@ -5,7 +5,7 @@ SpatialVLA trains LoRA adapters (rank 32, alpha 32) plus its action-token embedd
 5e-4) and merges the adapters for export. Precision: fp32 master weights under
 accelerate's autocast (bf16 on GPU by default, fp32 on CPU).
 
-Exact resume, as :mod:`orv_engine.training.trainer`: a checkpoint
+Exact resume (:mod:`orv_engine.training.accelerated_run`, shared with the ORV trainer): a checkpoint
 (``<output_dir>/checkpoints/checkpoint-<step>``) holds accelerate's state (model,
 optimizer, LR scheduler, RNG of every process), each process's data position
 (``stream-rank<r>.json``) and the step; written to ``.tmp`` and renamed when complete.
@@ -17,26 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from orv_engine.training.trainer import CHECKPOINT_PREFIX, checkpoints, peak_memory_mb, resolve_resume
+from orv_engine.training.accelerated_run import AcceleratedRun, peak_memory_mb
 from vla_finetune.training.config import VLAConfig, mixture_datasets
-
-
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in values.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
 
 
 def build_policy(config: VLAConfig, sources, statistics, log=print):
@@ -75,30 +63,15 @@ def build_policy(config: VLAConfig, sources, statistics, log=print):
     return policy
 
 
-class VLATrainer:
+class VLATrainer(AcceleratedRun):
+    # checkpoints in torch format, as this recipe has always written them
+    save_state_kwargs = {"safe_serialization": False}
+
     def __init__(self, config: VLAConfig, log=print):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs
 
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        precision = config.train.mixed_precision
-        if precision == "auto":
-            precision = "bf16" if torch.cuda.is_available() else "no"
-        self.accelerator = Accelerator(
-            mixed_precision=precision,
-            gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.train.find_unused_parameters)],
-            log_with=None if config.tracker == "none" else config.tracker,
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
-                                                logging_dir=str(self.output_dir / "logs")),
-        )
-        self._log = log
-        set_seed(config.seed)
-
-    def log(self, message: str) -> None:
-        if self.accelerator.is_main_process:
-            self._log(message)
+        super().__init__(config, log, kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=config.train.find_unused_parameters)])
 
     # ------------------------------------------------------------ set-up
 
@@ -146,39 +119,6 @@ class VLATrainer:
 
     # ------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, step: int) -> Path:
-        acc = self.accelerator
-        final = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:07d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=False)
-        (tmp / f"stream-rank{acc.process_index}.json").write_text(json.dumps(self.stream.state_dict()))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            (tmp / "train_state.json").write_text(json.dumps(
-                {"step": step, "num_processes": acc.num_processes, "config": self.config.to_dict()}, indent=1))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            limit = self.config.train.checkpoints_total_limit
-            if limit:
-                for old in checkpoints(self.output_dir)[:-limit]:
-                    shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
-
-    def load_checkpoint(self, path: Path) -> int:
-        acc = self.accelerator
-        state = json.loads((path / "train_state.json").read_text())
-        if state["num_processes"] != acc.num_processes:
-            raise ValueError(f"{path} was saved by {state['num_processes']} processes, this run has "
-                             f"{acc.num_processes}: the data positions are per process; resume with the same number")
-        acc.load_state(str(path))
-        self.stream.load_state_dict(json.loads((path / f"stream-rank{acc.process_index}.json").read_text()))
-        return int(state["step"])
-
     def save_final(self) -> Path:
         """``<output_dir>/final``: the policy folder (SpatialVLA with LoRA merged)."""
         policy = self.unwrapped
@@ -191,19 +131,6 @@ class VLATrainer:
 
     # ------------------------------------------------------------ loop
 
-    def _write_log(self, record: dict, truncate_after: int | None = None) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        path = self.output_dir / "train_log.jsonl"
-        if truncate_after is not None:
-            if path.is_file():
-                kept = [line for line in path.read_text().splitlines()
-                        if line.strip() and json.loads(line).get("step", 0) <= truncate_after]
-                path.write_text("".join(line + "\n" for line in kept))
-            return
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
     def train(self, resume: str | None = None, stop_after: int | None = None) -> dict:
         """Run to ``train.max_steps`` (or ``stop_after`` more steps); returns a summary."""
         import yaml
@@ -214,16 +141,7 @@ class VLATrainer:
             self.setup()
         if acc.is_main_process:
             (self.output_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        start = 0
-        checkpoint = resolve_resume(resume, self.output_dir)
-        if checkpoint is not None:
-            start = self.load_checkpoint(checkpoint)
-            self._write_log({}, truncate_after=start)
-            self.log(f"resumed from {checkpoint} at step {start}")
-        elif acc.is_main_process:
-            (self.output_dir / "train_log.jsonl").unlink(missing_ok=True)
-        if cfg.tracker != "none":
-            acc.init_trackers("vla-train", config=_flat(cfg.to_dict()))
+        start = self.resume_or_start(resume, "vla-train")
         self.log(f"training {cfg.policy.kind}: {self.num_trainable / 1e6:.2f}M trainable parameters on "
                  f"{acc.num_processes} process(es), {acc.device}, {acc.mixed_precision}")
         step = start
@@ -265,7 +183,7 @@ class VLATrainer:
                           "step_time": step_time / len(window), "epoch": self.stream.epoch,
                           "peak_memory_mb": peak_memory_mb(acc.device)}
                 acc.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
-                self._write_log(record)
+                self.write_log(record)
                 self.log(f"step {step}/{cfg.train.max_steps} loss {value:.4f} (avg {record['loss_avg']:.4f}) "
                          f"lr {record['lr']:.3g} {record['step_time']:.3f}s/step")
                 window, step_time = [], 0.0
