@@ -45,6 +45,17 @@ def distributed_rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def reader_slot(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """(index of this reader, number of readers) over ranks x DataLoader workers; ``rank`` /
+    ``world_size`` override the distributed environment's."""
+    env_rank, env_world = distributed_rank_and_world()
+    rank = rank if rank is not None else env_rank
+    world = world_size if world_size is not None else env_world
+    info = get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info else (0, 1)
+    return rank * workers + worker, world * workers
+
+
 class ClipDataset(IterableDataset):
     """Clips of one split of an RLDS dataset, as dicts of tensors (see ``clip_to_sample``).
 
@@ -100,13 +111,7 @@ class ClipDataset(IterableDataset):
         )
 
     def _reader_slot(self) -> tuple[int, int]:
-        """(index of this reader, number of readers) over ranks x DataLoader workers."""
-        rank, world = distributed_rank_and_world()
-        rank = self.rank if self.rank is not None else rank
-        world = self.world_size if self.world_size is not None else world
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        return rank * workers + worker, world * workers
+        return reader_slot(self.rank, self.world_size)
 
     def _episodes(self, reader: RLDSReader):
         me, readers = self._reader_slot()

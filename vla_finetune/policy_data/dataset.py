@@ -26,9 +26,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
-from orv_engine.data.clip_dataset import distributed_rank_and_world
+from orv_engine.data.clip_dataset import reader_slot
 from orv_engine.data.errors import DatasetError, SkipReport
 from orv_engine.data.rlds_reader import RLDSReader
 from vla_finetune.policy_data.normalization import ActionNormalizer
@@ -91,12 +91,7 @@ class PolicyWindowDataset(IterableDataset):
                           report=self.report, dataset="bridge")
 
     def reader_slot(self) -> tuple[int, int]:
-        rank, world = distributed_rank_and_world()
-        rank = self.rank if self.rank is not None else rank
-        world = self.world_size if self.world_size is not None else world
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        return rank * workers + worker, world * workers
+        return reader_slot(self.rank, self.world_size)
 
     def _episodes(self, index: int, pass_: int) -> Iterator[StandardEpisode]:
         source = self.sources[index]
