@@ -30,15 +30,9 @@ from augment.manifest import atomic_write_text
 from augment.sources import SourceEpisode, source_dir
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+def resolve_dtype(dtype: str, device) -> torch.dtype:
     """The config's dtype on GPU; CPU kernels for bf16 convolutions are slow or missing, so float32."""
-    return torch.float32 if device == "cpu" else getattr(torch, dtype)
+    return torch.float32 if torch.device(device).type == "cpu" else getattr(torch, dtype)
 
 
 class RolloutGenerator:

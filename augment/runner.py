@@ -76,7 +76,8 @@ class AugmentRun:
                     file=sys.stderr, dynamic_ncols=True)
 
     def _device(self):
-        from augment.rollout import resolve_device, resolve_dtype  # noqa: PLC0415
+        from augment.rollout import resolve_dtype  # noqa: PLC0415
+        from orv_engine.device import resolve_device  # noqa: PLC0415
 
         device = resolve_device(self.config.device)
         return device, resolve_dtype(self.config.dtype, device)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 from benchmarks.metrics.fid import InceptionFeatures, load_inception
 from benchmarks.metrics.frechet import frechet_distance_of_features
 from benchmarks.metrics.fvd import ClipTooShortError, I3DFeatures, load_i3d, preprocess

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pytorch_fid import inception as _pfi
 
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 
 FEATURE_DIM = 2048
 COVARIANCE_DDOF = 1  # np.cov default, as pytorch-fid

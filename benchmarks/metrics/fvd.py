@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 
 VARIANTS = ("styleganv", "videogpt")
 RESOLUTION = 224

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.metrics import table1
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 from orv_engine.data.clip_files import write_clip
 
 

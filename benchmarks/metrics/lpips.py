@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 
 BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",

@@ -28,7 +28,7 @@ import numpy as np
 
 from orv_engine.evaluation import psnr_ssim
 from orv_engine.data import clip_files as video_io
-from benchmarks.metrics.device import resolve_device
+from orv_engine.device import resolve_device
 from benchmarks.metrics.features import FeatureBank
 from benchmarks.metrics.frechet import frechet_distance_of_features
 

@@ -1,7 +1,7 @@
-"""Pick the torch device the metrics run on.
+"""Pick the torch device a model runs on.
 
-One rule for every network in this package, so ``--device auto`` means the same thing for
-FID, FVD and LPIPS: the first CUDA GPU when there is one, else the CPU.
+One rule for every ``device`` option (the metrics' networks, orv-augment's models), so
+``auto`` means the same everywhere: the first CUDA GPU when there is one, else the CPU.
 """
 
 from __future__ import annotations
