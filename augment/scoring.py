@@ -76,17 +76,14 @@ def score_units(config, run_dir, unit_ids, units: dict, finished) -> None:
 
 def select_units(config, run_dir, units: dict) -> dict:
     """Keep/drop over every scored unit; writes ``verdicts.parquet`` and ``kept.txt``."""
-    from filtering.selection import select, summarize  # noqa: PLC0415
+    from filtering.selection import select, select_by_checks, summarize  # noqa: PLC0415
     from filtering.table import write_verdicts  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     scored = sorted(u for u, rec in units.items() if rec["stage"] == "scored")
     verdicts = [load_verdict(run_dir, u) for u in scored]
     if config.score.checks_only or not config.score.enabled:
-        for v in verdicts:
-            v.keep = v.passed_checks and v.score_status != "error"
-            v.reason = "cheap checks passed" if v.keep else (v.error or "cheap check failed: " + "; ".join(
-                f"{c.name}: {c.detail}" for c in v.failed_checks))
+        select_by_checks(verdicts)
     else:
         select(verdicts, config.filter_config().selection)
     if verdicts:

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     from filtering.clip_source import clips_from_folder  # noqa: PLC0415
     from filtering.scoring import FilterPipeline  # noqa: PLC0415
-    from filtering.selection import select, summarize  # noqa: PLC0415
+    from filtering.selection import select, select_by_checks, summarize  # noqa: PLC0415
     from filtering.table import append_jsonl, read_jsonl, write_verdicts  # noqa: PLC0415
 
     try:
@@ -119,10 +119,7 @@ def main(argv=None) -> int:
     order = {c.name: i for i, c in enumerate(clips)}
     verdicts = sorted((v for v in verdicts if v.clip in order), key=lambda v: order[v.clip])
     if args.checks_only:
-        for v in verdicts:
-            v.keep = v.passed_checks and v.score_status != "error"
-            v.reason = "cheap checks passed" if v.keep else (v.error or "cheap check failed: " + "; ".join(
-                f"{c.name}: {c.detail}" for c in v.failed_checks))
+        select_by_checks(verdicts)
     else:
         select(verdicts, config.selection)
     write_verdicts(verdicts, out / "verdicts.parquet")

@@ -51,6 +51,15 @@ def select(verdicts: list[ClipVerdict], config: SelectionConfig | None = None) -
     return verdicts
 
 
+def select_by_checks(verdicts: list[ClipVerdict]) -> list[ClipVerdict]:
+    """Keep/drop by the cheap checks alone (no VLM scores): what ``--checks-only`` runs use."""
+    for v in verdicts:
+        v.keep = v.passed_checks and v.score_status != ERROR
+        v.reason = "cheap checks passed" if v.keep else (v.error or "cheap check failed: " + "; ".join(
+            f"{c.name}: {c.detail}" for c in v.failed_checks))
+    return verdicts
+
+
 def summarize(verdicts: list[ClipVerdict]) -> dict:
     from collections import Counter  # noqa: PLC0415
 
