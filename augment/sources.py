@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.manifest import atomic_write_text
+from augment.manifest import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -60,9 +60,7 @@ def save_source(run_dir, source: SourceEpisode) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, first_frame=source.first_frame, actions=source.actions, states=source.states,
              **{f"condition_{k}": v for k, v in source.conditions.items()})
-    tmp = folder / ".source.npz.tmp"
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(folder / "source.npz")
+    atomic_write_bytes(folder / "source.npz", buffer.getvalue())
     meta = {k: getattr(source, k) for k in ("key", "episode_id", "dataset", "instruction", "camera")}
     meta["steps"] = len(source)
     atomic_write_text(folder / "source.json", json.dumps(meta, indent=1))

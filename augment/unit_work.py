@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from augment.rollout import write_rollout  # noqa: F401  (module attribute: the benchmark times it)
+from augment.manifest import atomic_write_bytes
+from augment.rollout import write_rollout  # a module attribute: benchmarks.augment_benchmark times it
 from augment.sources import load_source
 
 
@@ -36,12 +37,9 @@ def paint_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
     if frame.shape[:2] != (config.rollout.height, config.rollout.width):
         frame = np.asarray(Image.fromarray(frame).resize((config.rollout.width, config.rollout.height), Image.BICUBIC))
     path = first_frame_path(run_dir, unit_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    atomic_write_bytes(path, buffer.getvalue())
     return time.perf_counter() - start
 
 
