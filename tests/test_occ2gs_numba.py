@@ -260,3 +260,28 @@ def test_tile_binning_keeps_depth_order_in_every_tile_for_any_chunking():
     for chunks in (2, 3):
         got_starts, got_items = render_numba._bin_tiles(pixel, height, width, chunks)
         assert np.array_equal(got_starts, starts) and np.array_equal(got_items, items)
+
+
+@pytest.mark.skipif(render_numba.numba is None or render_numba.numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs numba with at least 2 threads")
+def test_parallel_and_serial_builds_project_and_render_the_same():
+    # with more than one numba thread the projection and binning run their prange builds;
+    # they must give exactly what the serial builds give (same records, same order, same image)
+    means, labels = _random_scene(11, n=4000, num_labels=7)
+    k, pose = _random_camera()
+    numba = render_numba.numba
+    previous = numba.get_num_threads()
+    try:
+        outputs = []
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            projected = render_numba.project_numba(means, k, pose, 40, 48, VOXEL, SplatSettings())
+            outputs.append((projected, render_numba.rasterize_numba(projected, labels, 40, 48, SplatSettings())))
+    finally:
+        numba.set_num_threads(previous)
+    (serial, serial_view), (parallel, parallel_view) = outputs
+    assert serial.index.size > 1000  # most of the scene is in view
+    assert np.array_equal(serial.index, parallel.index)
+    assert np.array_equal(serial.splat, parallel.splat) and np.array_equal(serial.pixel, parallel.pixel)
+    for name in ("depth", "semantics", "alpha"):
+        assert torch.equal(getattr(serial_view, name), getattr(parallel_view, name))

@@ -14,15 +14,16 @@ data-dependent loop that vectorised torch cannot express.
 
 How it works (the tile renderer of 3DGS, on CPU threads):
 
-* projection and binning in single-threaded compiled float32 loops (the torch formulas in
-  the same order). The loops are written so that ``parallel=True`` would run them in
-  ``prange`` (the binning in per-thread runs), but on this shared 2-core machine that lost:
-  it took 100K Gaussians at 320x480 from 53 to 45 ms a frame in a quiet minute, yet as soon
-  as another process kept a core busy every extra parallel region waited about a time
-  slice for it (10K Gaussians: 10 -> 80 ms, 100K: 95 -> 137 ms in one alternating run), so
-  the frame keeps a single parallel region, the compositing. Each kept Gaussian becomes
-  one packed record (``splat``: depth, offset, conic, 1 / cov_yy; ``pixel``: centre,
-  radius), so sorting moves two cache lines per Gaussian instead of eight arrays;
+* projection and binning in compiled float32 loops (the torch formulas in the same order),
+  each compiled twice (``serial_and_parallel``): with more than one numba thread the
+  ``prange`` build runs (the binning in per-thread runs), with one thread the serial one.
+  On 2 idle cores that takes the projection of 100K Gaussians from ~12 to ~8 ms. On a
+  machine whose cores are busy with other work every parallel region waits for a time
+  slice of each of its threads, so there ``numba.set_num_threads(1)`` (or
+  ``NUMBA_NUM_THREADS=1``) is faster (measured with the parallel projection under a
+  neighbour's load: 45 -> 99 ms a frame). Each kept Gaussian becomes one packed record
+  (``splat``: depth, offset, conic, 1 / cov_yy, 1 / cov_xx; ``pixel``: centre, radius),
+  so sorting moves two cache lines per Gaussian instead of eight arrays;
 * the depth sort is a stable LSD radix sort of the order-preserving bits of z (passes whose
   digit is the same for every Gaussian are skipped), which gives exactly the order of
   torch's stable argsort, also for Gaussians at equal depth;
@@ -34,20 +35,26 @@ How it works (the tile renderer of 3DGS, on CPU threads):
   one thread, so there are no write races;
 * a tile splats its Gaussians front to back into per-pixel accumulators (transmittance,
   sum w, sum w z, running best label weight and label, per-label weight) held in
-  per-thread scratch that stays in L1/L2. The footprint rows of a Gaussian in a tile are
-  one branch-free pass over the contiguous cells of those rows (``TILE_W`` per row), which
-  the compiler vectorises: cells outside the box, under ``alpha_min`` or already saturated
+  per-thread scratch that stays in L1/L2. The planes store a tile as two 8-pixel-wide
+  vertical strips (``STRIP_W``), each row-major, so the footprint rows of a Gaussian in one
+  strip are contiguous: per strip its box meets, one branch-free pass over those cells
+  (8 per row = one AVX2 register), which the compiler vectorises (two thirds of the
+  (Gaussian, tile) pairs meet one strip only, so this halves their work against 16-wide
+  rows): cells outside the box, under ``alpha_min`` or already saturated
   get alpha 0, which leaves every accumulator bit-identical. Every lane is float32 (cell
   rows and columns come from small tables, the stop count is a float32 sum): a 64-bit
   index or counter in the loop makes LLVM halve the vector width (measured: 4 lanes instead
   of 8 on AVX2). Rows that no cell of the footprint can reach above ``alpha_min`` (the
-  brightest cell of a row dy px off the centre has power -dy^2 / 2 x 1 / cov_yy; 1% margin)
-  and rows already saturated at the tile's top and bottom are cut before the pass.
-  ``exp`` is a degree-8 polynomial of ``x / 16`` raised to the 16th power
+  brightest cell of a row dy px off the centre has power -dy^2 / 2 x 1 / cov_yy; 1% margin),
+  likewise columns, and rows already saturated at the tile's top and bottom are cut before
+  the pass. The record of the pair 4 ahead is prefetched (``llvm.prefetch``): a tile's
+  Gaussians lie scattered over the depth-sorted records, so each read would miss the cache.
+  ``exp`` is a degree-5 polynomial of ``x / 16`` raised to the 16th power
   (relative error < 3e-6 on [-8, 0]; numba cannot vectorise ``np.exp`` without Intel's
   SVML), so alpha differs from the torch renderer's by < 3e-6; whether a cell passes
   ``alpha_min`` is decided on its power against the float32 ``exp`` boundary
-  (``_power_threshold``), not on the polynomial. This loop alone is compiled with
+  (``_power_threshold``), not on the polynomial. The best label weight is stored as
+  ``max(vote, best)`` (equal to the select, a label's weight only grows). This loop alone is compiled with
   ``fastmath`` (FMA contraction, reassociation: ~15% faster, 1-ulp differences);
 * early termination, as in diff-gaussian-rasterization: a pixel stops taking fragments once
   its transmittance is below ``EARLY_STOP_T`` (1e-4), a tile row once all its pixels have
@@ -74,6 +81,7 @@ cache directory; ``NUMBA_CACHE_DIR`` overrides both.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +92,10 @@ from orv_engine.occupancy.render_occ2gs import BACKGROUND_LABEL, RenderedView, e
 
 try:  # optional: the torch renderer is the fallback
     import numba
+    from llvmlite import ir as llvm_ir
     from numba import njit, prange
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 
     NUMBA_IMPORT_ERROR: Exception | None = None
 except ImportError as error:  # pragma: no cover - exercised only without numba
@@ -93,6 +104,7 @@ except ImportError as error:  # pragma: no cover - exercised only without numba
 
 TILE_W = 16  # tile width in pixels = lanes of one vectorised row pass
 TILE_H = 16  # tile height in pixels; a tile (the parallel work unit) and its scratch fit in L1/L2
+PREFETCH_AHEAD = 4  # the kernel prefetches the record of the (Gaussian, tile) pair this far ahead
 EARLY_STOP_T = 1e-4  # diff-gaussian-rasterization's transmittance cut-off
 MAX_DIRECT_LABEL = 1 << 20  # labels in [0, this) are compacted with a table, others with np.unique
 RADIX_BITS = 11  # digit of the depth radix sort: 3 passes over 32-bit keys
@@ -101,7 +113,8 @@ EXP_DOMAIN_MIN = -8.0  # the kernel's polynomial exp clamps its argument to [thi
 # record layouts (columns of NumbaProjected.splat / .pixel)
 SPLAT_DEPTH, SPLAT_OFFSET_U, SPLAT_OFFSET_V, SPLAT_CONIC = 0, 1, 2, 3  # conic: columns 3, 4, 5
 SPLAT_ROW_FALL = 6  # 1 / cov_yy: the brightest cell of a row dy px off the centre has power -dy^2 / 2 x this
-SPLAT_COLUMNS = 8  # 32 bytes (column 7 unused): two records per cache line
+SPLAT_COL_FALL = 7  # 1 / cov_xx: the same for a column dx px off the centre
+SPLAT_COLUMNS = 8  # 32 bytes: two records per cache line
 PIXEL_COL, PIXEL_ROW, PIXEL_RADIUS = 0, 1, 2
 PIXEL_COLUMNS = 4
 # per-pixel compositing state of a tile: one flat float32 buffer of planes at constant offsets
@@ -111,8 +124,11 @@ TRANS, ACC, DEPTH_SUM, BEST, BEST_LABEL = (plane * TILE_PIXELS for plane in rang
 U_TRANS, U_ACC, U_DEPTH_SUM, U_BEST, U_BEST_LABEL = (np.uint64(offset) for offset in
                                                    (TRANS, ACC, DEPTH_SUM, BEST, BEST_LABEL))
 STATE_PLANES = 5
-CELL_COL = np.tile(np.arange(TILE_W, dtype=np.float32), TILE_H)  # column of each cell of a tile (row-major)
-CELL_ROW = np.repeat(np.arange(TILE_H, dtype=np.float32), TILE_W)  # its row
+STRIP_W = 8  # a tile's cells are stored as TILE_W // STRIP_W vertical strips, each row-major
+STRIP_CELLS = STRIP_W * TILE_H
+CELL_COL = np.concatenate([np.tile(np.arange(h * STRIP_W, (h + 1) * STRIP_W, dtype=np.float32), TILE_H)
+                           for h in range(TILE_W // STRIP_W)])  # column of each stored cell of a tile
+CELL_ROW = np.tile(np.repeat(np.arange(TILE_H, dtype=np.float32), STRIP_W), TILE_W // STRIP_W)  # its row
 
 
 def numba_available() -> bool:
@@ -170,6 +186,7 @@ class NumbaProjected:
         splat[:, SPLAT_CONIC:SPLAT_CONIC + 3] = as_np(p.conic)
         conic = as_np(p.conic).astype(np.float64)
         splat[:, SPLAT_ROW_FALL] = conic[:, 2] - conic[:, 1] ** 2 / conic[:, 0]
+        splat[:, SPLAT_COL_FALL] = conic[:, 0] - conic[:, 1] ** 2 / conic[:, 2]
         pixel = np.zeros((num, PIXEL_COLUMNS), np.int32)
         pixel[:, PIXEL_COL] = as_np(p.center_col)
         pixel[:, PIXEL_ROW] = as_np(p.center_row)
@@ -183,9 +200,49 @@ def require_numba():
                            "pip install numba, or use backend='torch'")
 
 
+def serial_and_parallel(function):
+    """Compile ``function`` twice: serially (``prange`` runs as ``range``) and with ``parallel=True``.
+
+    Returns the serial dispatcher with the parallel one as its ``.parallel`` attribute; callers
+    pick by ``numba.get_num_threads()`` (see ``_variant``). The parallel copy gets its own
+    qualified name, so numba's on-disk cache keeps the two apart."""
+    twin = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_parallel",
+                              function.__defaults__, function.__closure__)
+    twin.__qualname__ = function.__qualname__ + "_parallel"
+    serial = njit(cache=True)(function)
+    serial.parallel = njit(cache=True, parallel=True)(twin)
+    return serial
+
+
+def _variant(kernel):
+    """The parallel build of a ``serial_and_parallel`` kernel when numba may use more than one thread."""
+    return kernel.parallel if numba.get_num_threads() > 1 else kernel
+
+
 if numba is not None:
 
-    @njit(cache=True)
+    @intrinsic
+    def _prefetch(typingctx, array, index):
+        """Hint the CPU to fetch the cache line of ``array[index]`` (``llvm.prefetch``: read, all cache levels).
+
+        The kernel reads one record per (Gaussian, tile) pair, and a tile's Gaussians lie
+        scattered over the depth-sorted records, so each read would miss the cache; fetching
+        a few pairs ahead hides that latency. Numba has no prefetch of its own."""
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            data = context.make_array(array_type)(context, builder, args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, data, [args[1]], wraparound=False)
+            byte_pointer = llvm_ir.IntType(8).as_pointer()
+            i32 = llvm_ir.IntType(32)
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [byte_pointer, i32, i32, i32]),
+                "llvm.prefetch.p0i8")
+            builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    @serial_and_parallel
     def _camera_pass(means, view, fx, fy, cx, cy, width, height, near):
         """Camera x, y, z and image u, v of every centre (the torch formulas, float32)."""
         n = means.shape[0]
@@ -212,7 +269,7 @@ if numba is not None:
             centre_in[i] = front and uu > lo and uu < hi_u and vv > lo and vv < hi_v
         return x, y, z, u, v, centre_in
 
-    @njit(cache=True)
+    @serial_and_parallel
     def _masked_range(z, mask, chunks):
         """(any, min z, max z) over ``mask``, in ``chunks`` runs combined (parallel ones under ``parallel=True``)."""
         n = z.shape[0]
@@ -235,7 +292,7 @@ if numba is not None:
             z_max = 0.0
         return found, np.float32(z_min), np.float32(z_max)
 
-    @njit(cache=True)
+    @serial_and_parallel
     def _footprint_pass(x, y, z, u, v, fx, fy, width, height, near, z_min, span, k1, scale, dilation,
                         limit_x, limit_y):
         """Scale rule, EWA covariance, conic, radius, centre pixel and cull test of every Gaussian.
@@ -276,7 +333,7 @@ if numba is not None:
             splat[i, SPLAT_CONIC + 1] = -cxy / det
             splat[i, SPLAT_CONIC + 2] = cxx / det
             splat[i, SPLAT_ROW_FALL] = one / cyy  # = c - b^2 / a of the conic (Schur complement)
-            splat[i, 7] = zero
+            splat[i, SPLAT_COL_FALL] = one / cxx  # = a - b^2 / c
             pixel[i, PIXEL_COL] = c
             pixel[i, PIXEL_ROW] = rr
             pixel[i, PIXEL_RADIUS] = r
@@ -324,7 +381,7 @@ if numba is not None:
             order, order_out = order_out, order
         return order
 
-    @njit(cache=True)
+    @serial_and_parallel
     def _gather_records(order, index, splat_all, pixel_all):
         """Records of the kept Gaussians in depth order, and their input rows."""
         g = order.shape[0]
@@ -360,7 +417,7 @@ if numba is not None:
             compact[j] = seen[labels[rows[j]]] - 1
         return present, compact
 
-    @njit(cache=True)
+    @serial_and_parallel
     def _bin_tiles(pixel, height, width, chunks):
         """Per tile, the Gaussians whose footprint box meets it, in depth order (CSR).
 
@@ -401,28 +458,30 @@ if numba is not None:
                         fill[t, tile] += 1
         return starts, items
 
+    @njit(cache=True, inline="always")
+    def _cell(row, col):
+        """Position of a tile's cell (row, col) in the strip layout of the per-pixel planes."""
+        return (col // STRIP_W) * STRIP_CELLS + row * STRIP_W + col % STRIP_W
+
     @njit(cache=True, inline="always", fastmath=True)
     def _exp_nonpositive(x):
         """exp(x) for x in [-8, 0] (clamped) in float32, relative error < 3e-6, without a libm call.
 
-        Degree-8 Taylor polynomial of exp(x / 16), then squared four times: plain arithmetic,
+        Degree-5 polynomial fit of exp(x / 16), then squared four times: plain arithmetic,
         so a tile row of these vectorises (numba cannot vectorise ``np.exp`` without SVML)."""
         y = min(max(x, np.float32(-8.0)), np.float32(0.0)) * np.float32(0.0625)
-        p = np.float32(1.0 / 40320.0)
-        p = p * y + np.float32(1.0 / 5040.0)
-        p = p * y + np.float32(1.0 / 720.0)
-        p = p * y + np.float32(1.0 / 120.0)
-        p = p * y + np.float32(1.0 / 24.0)
-        p = p * y + np.float32(1.0 / 6.0)
-        p = p * y + np.float32(0.5)
-        p = p * y + np.float32(1.0)
+        p = np.float32(0.006473124492913485)  # fit to exp on [-0.5, 0] (relative error weighted)
+        p = p * y + np.float32(0.040642447769641876)
+        p = p * y + np.float32(0.16639898717403412)
+        p = p * y + np.float32(0.4999677836894989)
+        p = p * y + np.float32(0.9999985694885254)
         p = p * y + np.float32(1.0)
         p = p * p
         p = p * p
         p = p * p
         return p * p
 
-    @njit(cache=True, fastmath=True)
+    @njit(cache=True, fastmath=True, error_model="numpy")  # numpy errors: no zero-division branches
     def _splat_tile(col_lo, row_lo, tile_w, tile_h, first, last, items, splat, pixel, compact, opacity,
                     alpha_max, power_min, stop_t, skip_power, state, votes, row_live):
         """Composite the Gaussians ``items[first:last]`` (depth order) into one tile.
@@ -458,6 +517,10 @@ if numba is not None:
         used = np.uint64(0)
         for k in range(first, last):
             j = items[k]
+            if k + PREFETCH_AHEAD < last:
+                ahead = items[k + PREFETCH_AHEAD]
+                _prefetch(splat[ahead], 0)
+                _prefetch(pixel[ahead], 0)
             cc = pixel[j, PIXEL_COL] - col_lo  # centre column in tile coordinates
             cr = pixel[j, PIXEL_ROW] - row_lo
             rad = pixel[j, PIXEL_RADIUS]
@@ -471,10 +534,15 @@ if numba is not None:
             y1 = min(cr + rad, live_hi, np.int64(np.floor(centre + reach)))
             if y0 > y1:
                 continue
-            x0 = max(cc - rad, 0)
-            x1 = min(cc + rad, tile_w - 1)
-            zj = splat[j, SPLAT_DEPTH]
+            # the same cut for columns (a tile met only by a corner of the box may get nothing)
             ou = splat[j, SPLAT_OFFSET_U]
+            reach_x = np.sqrt(skip_power / (np.float32(0.5) * splat[j, SPLAT_COL_FALL]))
+            centre_x = np.float32(cc) + ou
+            x0 = max(cc - rad, 0, np.int64(np.ceil(centre_x - reach_x)))
+            x1 = min(cc + rad, tile_w - 1, np.int64(np.floor(centre_x + reach_x)))
+            if x0 > x1:
+                continue
+            zj = splat[j, SPLAT_DEPTH]
             ca = splat[j, SPLAT_CONIC]
             cb = splat[j, SPLAT_CONIC + 1]
             cc2 = splat[j, SPLAT_CONIC + 2]
@@ -484,45 +552,46 @@ if numba is not None:
             lab = compact[j]
             flab = np.float32(lab)
             used |= np.uint64(1) << np.uint64(lab & 63)
-            lo = y0 * TILE_W
-            n = (y1 + 1) * TILE_W - lo
-            t_v = trans[lo:lo + n]
-            a_v = acc[lo:lo + n]
-            d_v = depth_sum[lo:lo + n]
-            b_v = best[lo:lo + n]
-            l_v = best_label[lo:lo + n]
-            v_v = votes[lab, lo:lo + n]
-            col_v = CELL_COL[lo:lo + n]
-            row_v = CELL_ROW[lo:lo + n]
             newly = zero  # pixels that saturate in this pass (a float32 sum keeps the lanes 32-bit)
-            for c in range(n):
-                tq = t_v[c]
-                dx = (col_v[c] - np.float32(cc)) - ou
-                dy = (row_v[c] - row_off) - ov
-                power = (ca * dx * dx + cc2 * dy * dy) * minus_half - cb * dx * dy
-                alpha = min(_exp_nonpositive(power) * opacity, alpha_max)
-                # alpha >= alpha_min decided on the power (the float32 exp boundary), not the polynomial
-                take = (col_v[c] >= f_x0) & (col_v[c] <= f_x1) & (power >= power_min) & (tq >= stop_t)
-                alpha = alpha if take else zero
-                w = alpha * tq
-                a_v[c] += w
-                d_v[c] += w * zj
-                vote = v_v[c] + w
-                v_v[c] = vote
-                old_best = b_v[c]
-                old_label = l_v[c]
-                wins = take & ((vote > old_best) | ((vote == old_best) & (flab < old_label)))
-                b_v[c] = vote if wins else old_best
-                l_v[c] = flab if wins else old_label
-                t_new = tq * (one - alpha)
-                t_v[c] = t_new
-                newly += one if take & (t_new < stop_t) else zero
+            for strip in range(x0 // STRIP_W, x1 // STRIP_W + 1):  # only the strips the box meets
+                lo = strip * STRIP_CELLS + y0 * STRIP_W
+                n = (y1 + 1 - y0) * STRIP_W
+                t_v = trans[lo:lo + n]
+                a_v = acc[lo:lo + n]
+                d_v = depth_sum[lo:lo + n]
+                b_v = best[lo:lo + n]
+                l_v = best_label[lo:lo + n]
+                v_v = votes[lab, lo:lo + n]
+                col_v = CELL_COL[lo:lo + n]
+                row_v = CELL_ROW[lo:lo + n]
+                for c in range(n):
+                    tq = t_v[c]
+                    dx = (col_v[c] - np.float32(cc)) - ou
+                    dy = (row_v[c] - row_off) - ov
+                    power = (ca * dx * dx + cc2 * dy * dy) * minus_half - cb * dx * dy
+                    alpha = min(_exp_nonpositive(power) * opacity, alpha_max)
+                    # alpha >= alpha_min decided on the power (the float32 exp boundary), not the polynomial
+                    take = (col_v[c] >= f_x0) & (col_v[c] <= f_x1) & (power >= power_min) & (tq >= stop_t)
+                    alpha = alpha if take else zero
+                    w = alpha * tq
+                    a_v[c] += w
+                    d_v[c] += w * zj
+                    vote = v_v[c] + w
+                    v_v[c] = vote
+                    old_best = b_v[c]
+                    old_label = l_v[c]
+                    wins = take & ((vote > old_best) | ((vote == old_best) & (flab < old_label)))
+                    b_v[c] = max(vote, old_best)  # = the winner's weight (the label's weight only grows)
+                    l_v[c] = flab if wins else old_label
+                    t_new = tq * (one - alpha)
+                    t_v[c] = t_new
+                    newly += one if take & (t_new < stop_t) else zero
             if newly > zero:  # some pixels stopped: retire rows whose pixels all have
                 for rl in range(y0, y1 + 1):
                     if row_live[rl]:
                         dead = zero
                         for c in range(TILE_W):
-                            dead += one if trans[rl * TILE_W + c] < stop_t else zero
+                            dead += one if trans[_cell(rl, c)] < stop_t else zero
                         if dead == np.float32(TILE_W):
                             row_live[rl] = 0
                             live_rows -= 1
@@ -542,7 +611,7 @@ if numba is not None:
         for rl in range(tile_h):
             yy = row_lo + rl
             for cl in range(tile_w):
-                q = rl * TILE_W + cl
+                q = _cell(rl, cl)
                 xx = col_lo + cl
                 a = state[ACC + q]
                 alpha_img[yy, xx] = a
@@ -559,7 +628,7 @@ if numba is not None:
                 if used & (np.uint64(1) << np.uint64(plane)):
                     votes[plane, :] = zero
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True, parallel=True, error_model="numpy")
     def _composite_tiles(starts, items, splat, pixel, compact, present, height, width, num_threads, opacity,
                          alpha_max, alpha_min, power_min, stop_t, background_alpha):
         """Front-to-back splatting of every tile; returns alpha, depth and label images."""
@@ -611,9 +680,9 @@ def visible_depth_range_numba(means, K, cam_to_world, height: int, width: int, n
     pose = _as_numpy(cam_to_world, np.float32)  # float32 pose, like the torch version
     rotation = pose[:3, :3].T
     view = np.ascontiguousarray(np.concatenate([rotation, -(rotation @ pose[:3, 3:])], 1), np.float32)
-    _, _, z, _, _, inside = _camera_pass(means, view, K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height,
+    _, _, z, _, _, inside = _variant(_camera_pass)(means, view, K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height,
                                          np.float32(near))
-    found, z_min, z_max = _masked_range(z, inside, 1)
+    found, z_min, z_max = _variant(_masked_range)(z, inside, numba.get_num_threads())
     return (float(z_min), float(z_max)) if found else None
 
 
@@ -627,20 +696,20 @@ def project_numba(means, K, cam_to_world, height: int, width: int, voxel_size: f
     f32 = np.float32
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     near = f32(settings.near)
-    x, y, z, u, v, centre_in = _camera_pass(means, view, fx, fy, cx, cy, width, height, near)
+    x, y, z, u, v, centre_in = _variant(_camera_pass)(means, view, fx, fy, cx, cy, width, height, near)
     if depth_range is None:
-        found, z_min, z_max = _masked_range(z, centre_in, 1)
+        found, z_min, z_max = _variant(_masked_range)(z, centre_in, numba.get_num_threads())
         depth_range = (float(z_min), float(z_max)) if found else (1.0, 1.0)
     z_min, z_max = depth_range
     rule = settings.scale_rule
     scale = f32(rule.k2 * (voxel_size / rule.reference_voxel_size))
     limit_x = f32(1.3) * (f32(0.5 * width) / fx)
     limit_y = f32(1.3) * (f32(0.5 * height) / fy)
-    splat, pixel, keep = _footprint_pass(
+    splat, pixel, keep = _variant(_footprint_pass)(
         x, y, z, u, v, fx, fy, width, height, near, f32(z_min), f32(z_max - z_min), f32(rule.k1), scale,
         f32(settings.dilation), limit_x, limit_y)
     index = np.flatnonzero(keep)
-    rows, splat, pixel = _gather_records(_depth_order(z, index), index, splat, pixel)
+    rows, splat, pixel = _variant(_gather_records)(_depth_order(z, index), index, splat, pixel)
     return NumbaProjected(rows, splat, pixel)
 
 
@@ -682,7 +751,7 @@ def rasterize_numba(projected: NumbaProjected | ProjectedGaussians, labels, heig
     if p.index.size == 0:
         return empty_view(height, width)
     present, compact = _compact(_as_numpy(labels, np.int64), p.index)
-    starts, items = _bin_tiles(p.pixel, height, width, 1)
+    starts, items = _variant(_bin_tiles)(p.pixel, height, width, numba.get_num_threads())
     f32 = np.float32
     alpha, depth, semantics = _composite_tiles(
         starts, items, p.splat, p.pixel, compact, present, height, width, numba.get_num_threads(),
