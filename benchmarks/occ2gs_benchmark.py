@@ -17,7 +17,9 @@ Columns: frames/s and ms/frame are means over the runs (wall clock), "best ms" t
 single frame (the closest to an unloaded machine), "cpu ms/frame" the process CPU time per frame
 (summed over threads) and "proj cpu ms" its projection part (cull, project, depth sort). The
 machine's load average is printed first: the CPU is shared, and a busy neighbour makes the
-parallel part wait, so compare wall times only between runs at similar load.
+parallel parts wait (with more than one thread the projection and binning run in parallel
+too; on a busy machine ``--threads 1`` can be faster), so compare wall times only between
+runs at similar load.
 
     python -m benchmarks.occ2gs_benchmark [--threads 2] [--min-seconds 3] [--skip-torch] [--json out.json]
 """
