@@ -319,6 +319,10 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
             hint = " (pass subfolder='transformer' for a pipeline folder)" if (folder / "transformer").is_dir() else ""
             raise CheckpointError(f"{folder} has no config.json; is it a diffusers transformer folder?{hint}")
         saved = json.loads(config_file.read_text())
+        if saved.get("_class_name") == "ORVMultiViewTransformer3DModel" and cls is ORVTransformer3DModel:
+            raise CheckpointError(
+                f"{folder} holds a multi-view ORV model (ORV-MV); load it with "
+                "orv_engine.models.transformer_orv_mv.ORVMultiViewTransformer3DModel.from_pretrained")
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in ORV_CONFIG_KEYS or k in saved}
 
         if saved.get("_class_name") == cls.__name__ or any(k in saved for k in ORV_CONFIG_KEYS):

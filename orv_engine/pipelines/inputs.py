@@ -146,7 +146,7 @@ def conditions_to_videos(
             )
         if a.shape[1] == num_frames:
             a = np.concatenate([a, a[:, -1:]], axis=1)
-        x = torch.from_numpy(np.ascontiguousarray(a)).float()
+        x = torch.from_numpy(np.array(a, dtype=np.float32))  # a copy: the input may be a read-only view
         if x.shape[-1] == 1:
             x = x.expand(*x.shape[:-1], 3)
         out[kind] = x.permute(0, 4, 1, 2, 3) * 2 - 1  # (B, 3, F+1, H, W)

@@ -55,12 +55,14 @@ def load_transformer(path: str | Path, condition_kinds: list[str]) -> ORVTransfo
 
 
 def load_components(pretrained_path: str | Path, transformer_path: str | Path | None,
-                    condition_kinds: list[str]) -> Components:
+                    condition_kinds: list[str], transformer_loader=load_transformer) -> Components:
+    """The pipeline parts under ``pretrained_path``; the transformer from ``transformer_path`` (default:
+    its ``transformer/``) through ``transformer_loader(path, condition_kinds)``."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
     from transformers import T5EncoderModel, T5Tokenizer
 
     root = Path(pretrained_path).expanduser()
-    transformer = load_transformer(transformer_path or root / "transformer", condition_kinds)
+    transformer = transformer_loader(transformer_path or root / "transformer", condition_kinds)
     return Components(
         tokenizer=T5Tokenizer.from_pretrained(root / "tokenizer"),
         text_encoder=T5EncoderModel.from_pretrained(root / "text_encoder").eval(),

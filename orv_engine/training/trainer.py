@@ -41,21 +41,33 @@ class Trainer(AcceleratedRun):
 
     # ------------------------------------------------------------ set-up
 
-    def _setup_models(self):
+    program = "orv-train"  # named in resume messages
+
+    def _load_components(self):
         from orv_engine.training.components import load_components
 
+        cfg = self.config
+        return load_components(cfg.model.pretrained_path, cfg.model.transformer_path, cfg.model.condition_kinds)
+
+    def _is_trainable(self, name: str) -> bool:
+        """Whether the transformer parameter ``name`` trains (``model.trainable``: all, or the ORV modules)."""
+        if self.config.model.trainable == "all":
+            return True
+        return name.startswith(("action_encoder.", "condition_fusion.", "patch_embed.proj."))
+
+    def _micro_batch_size(self) -> int:
+        return self.config.train.batch_size
+
+    def _setup_models(self):
         cfg, acc = self.config, self.accelerator
-        c = load_components(cfg.model.pretrained_path, cfg.model.transformer_path, cfg.model.condition_kinds)
+        c = self._load_components()
         for frozen in (c.vae, c.text_encoder):
             frozen.requires_grad_(False)
             # nn.Module.to: ModelMixin.to warns about keep-in-fp32 modules CogVideoX has none of.
             torch.nn.Module.to(frozen, acc.device, dtype=self.weight_dtype)
         transformer = torch.nn.Module.to(c.transformer, acc.device, dtype=torch.float32)
-        transformer.requires_grad_(cfg.model.trainable == "all")
-        if cfg.model.trainable == "orv":
-            for name, p in transformer.named_parameters():
-                if name.startswith(("action_encoder.", "condition_fusion.", "patch_embed.proj.")):
-                    p.requires_grad_(True)
+        for name, p in transformer.named_parameters():
+            p.requires_grad_(self._is_trainable(name))
         if cfg.model.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
@@ -81,7 +93,7 @@ class Trainer(AcceleratedRun):
         if getattr(acc.state, "deepspeed_plugin", None) is not None:
             # The loaders are not prepared (each rank reads its own shard), so DeepSpeed
             # cannot infer the micro-batch size from them.
-            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
+            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self._micro_batch_size()
         self.transformer, self.optimizer, self.lr_scheduler = acc.prepare(transformer, optimizer, scheduler)
         if self.ema is not None:
             acc.register_for_checkpointing(self.ema)
@@ -139,6 +151,22 @@ class Trainer(AcceleratedRun):
 
     # ------------------------------------------------------------ loop
 
+    def _micro_batch_loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """The loss of one micro-batch and what to record about it (collected per step in the summary)."""
+        cfg, acc = self.config, self.accelerator
+        video, image, actions, conditions = _batch_latents(
+            self.components.vae, batch, cfg.model.condition_kinds, generator, cfg.loss, acc.device, self.weight_dtype)
+        with acc.autocast():
+            loss, _ = diffusion_loss(
+                self.transformer, self.components.scheduler,
+                LossInputs(video, image, actions, self._prompt_embeds(batch), conditions), generator,
+                image_dropout=cfg.loss.image_dropout, null_action_prob=cfg.loss.null_action_prob)
+        return loss, {}
+
+    def _log_fields(self, details: list[dict]) -> dict:
+        """Extra numbers for the log record of a step, from its micro-batches' details."""
+        return {}
+
     def validate(self, step: int) -> dict:
         from orv_engine.training.validation import run_validation
 
@@ -168,31 +196,23 @@ class Trainer(AcceleratedRun):
         self._text_cache: dict[str, torch.Tensor] = {}
         if acc.is_main_process:
             (self.output_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
-        start = self.resume_or_start(resume, "orv-train")
+        start = self.resume_or_start(resume, self.program)
         self.log(f"training {self.num_trainable / 1e6:.2f}M parameters on {acc.num_processes} process(es), "
                  f"{acc.device}, {acc.mixed_precision}; data: {self.stream.kind}")
 
-        kinds = cfg.model.condition_kinds
-        vae, scheduler = self.components.vae, self.components.scheduler
         losses_window, data_time, step_time, t_last = [], 0.0, 0.0, time.perf_counter()
         step, end = start, cfg.train.max_steps if stop_after is None else min(cfg.train.max_steps, start + stop_after)
         summary = {"losses": []}
         while step < end:
             t0 = time.perf_counter()
-            step_loss, step_data = 0.0, 0.0
+            step_loss, step_data, details = 0.0, 0.0, []
             for micro in range(cfg.train.gradient_accumulation_steps):
                 td = time.perf_counter()
                 batch = next(self.stream)
                 step_data += time.perf_counter() - td
                 with acc.accumulate(self.transformer):
-                    g = step_generator(cfg.seed, step, micro, acc.process_index)
-                    video, image, actions, conditions = _batch_latents(
-                        vae, batch, kinds, g, cfg.loss, acc.device, self.weight_dtype)
-                    with acc.autocast():
-                        loss, _ = diffusion_loss(
-                            self.transformer, scheduler,
-                            LossInputs(video, image, actions, self._prompt_embeds(batch), conditions), g,
-                            image_dropout=cfg.loss.image_dropout, null_action_prob=cfg.loss.null_action_prob)
+                    loss, detail = self._micro_batch_loss(batch, step_generator(cfg.seed, step, micro, acc.process_index))
+                    details.append(detail)
                     acc.backward(loss)
                     grad_norm = None
                     if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
@@ -208,6 +228,8 @@ class Trainer(AcceleratedRun):
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss is {loss_value} at step {step}")
             summary["losses"].append(loss_value)
+            for key in details[0]:
+                summary.setdefault(key, []).append([detail[key] for detail in details])
             losses_window.append(loss_value)
             data_time += step_data
             step_time += time.perf_counter() - t0
@@ -218,6 +240,7 @@ class Trainer(AcceleratedRun):
                     "grad_norm": None if grad_norm is None else float(grad_norm),
                     "step_time": step_time / len(losses_window), "data_time": data_time / len(losses_window),
                     "epoch": self.stream.epoch, "peak_memory_mb": peak_memory_mb(acc.device),
+                    **self._log_fields(details),
                 }
                 acc.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
                 self.write_log(record)
@@ -238,11 +261,14 @@ class Trainer(AcceleratedRun):
         summary["peak_memory_mb"] = peak_memory_mb(acc.device)
         return summary
 
+    def _pipeline_class(self):
+        from orv_engine.pipelines import ORVPipeline
+
+        return ORVPipeline
+
     def save_final(self) -> Path:
         """``<output_dir>/final``: a complete ORV pipeline folder (EMA weights if EMA is on)."""
         from diffusers import CogVideoXDPMScheduler
-
-        from orv_engine.pipelines import ORVPipeline
 
         model = self.unwrapped
         if self.ema is not None:
@@ -250,8 +276,8 @@ class Trainer(AcceleratedRun):
             self.ema.copy_to(model.parameters())
         c = self.components
         scheduler = CogVideoXDPMScheduler.from_config(c.scheduler.config)
-        pipe = ORVPipeline(tokenizer=c.tokenizer, text_encoder=c.text_encoder, vae=c.vae, transformer=model,
-                           scheduler=scheduler)
+        pipe = self._pipeline_class()(tokenizer=c.tokenizer, text_encoder=c.text_encoder, vae=c.vae,
+                                      transformer=model, scheduler=scheduler)
         path = self.output_dir / "final"
         pipe.save_pretrained(path)
         if self.ema is not None:
