@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
@@ -196,41 +195,14 @@ class ORVPipeline(DiffusionPipeline):
 
         # Noise and the loop (same scheduler handling as diffusers' CogVideoX pipelines).
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
         shape = (batch_size, num_latent_frames, cfg.out_channels, h, w)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device, dtype) * self.scheduler.init_noise_sigma
-        old_pred_original_sample = None
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            model_in = self.scheduler.scale_model_input(latents, t).repeat(n, 1, 1, 1, 1)
-            model_in = torch.cat([model_in, image_in], dim=2)
-            noise_pred = self.transformer(
-                hidden_states=model_in,
-                encoder_hidden_states=text_in,
-                timestep=t.expand(model_in.shape[0]),
-                actions=actions_in,
-                condition_latents=conditions_in,
-                null_action_mask=null_in,
-                return_dict=False,
-            )[0].float()
-            preds = noise_pred.chunk(n)
-            pred, k = preds[0], 1
-            if use_action_cfg:
-                pred = pred + (action_guidance_scale - 1) * (preds[0] - preds[k])
-                k += 1
-            if use_text_cfg:
-                pred = pred + (guidance_scale - 1) * (preds[0] - preds[k])
-            if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                latents, old_pred_original_sample = self.scheduler.step(
-                    pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
-                    eta=eta, generator=generator, return_dict=False,
-                )
-            else:
-                latents = self.scheduler.step(pred, t, latents, eta=eta, generator=generator, return_dict=False)[0]
-            latents = latents.to(dtype)
+        latents = self._initial_latents(latents, shape, generator, device, dtype)
+        latents = self._denoise(
+            latents, n, image_in, channel_dim=2,
+            model_inputs=dict(encoder_hidden_states=text_in, actions=actions_in, condition_latents=conditions_in,
+                              null_action_mask=null_in),
+            guidance=(action_guidance_scale if use_action_cfg else None, guidance_scale if use_text_cfg else None),
+            eta=eta, generator=generator, dtype=dtype)
 
         if output_type == "latent":
             video = latents
@@ -241,6 +213,47 @@ class ORVPipeline(DiffusionPipeline):
         if not return_dict:
             return (video,)
         return ORVPipelineOutput(frames=video)
+
+    def _initial_latents(self, latents, shape, generator, device, dtype) -> torch.Tensor:
+        """Fresh noise of ``shape`` (or the given latents, checked), scaled for the scheduler."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != tuple(shape):
+            raise ValueError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
+        return latents.to(device, dtype) * self.scheduler.init_noise_sigma
+
+    def _denoise(self, latents, branches: int, image_in, channel_dim: int, model_inputs: dict, guidance,
+                 eta: float, generator, dtype) -> torch.Tensor:
+        """The sampling loop over ``self.scheduler.timesteps``.
+
+        The model runs on ``branches`` stacked copies of ``latents`` (conditional first, then
+        the null-action branch and the negative-prompt branch when their guidance scale is
+        not None), each concatenated with ``image_in`` along ``channel_dim``; ``guidance`` is
+        (action scale, text scale)."""
+        action_scale, text_scale = guidance
+        timesteps = self.scheduler.timesteps
+        old_pred_original_sample = None
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            scaled = self.scheduler.scale_model_input(latents, t)
+            model_in = torch.cat([scaled.repeat(branches, *[1] * (scaled.dim() - 1)), image_in], dim=channel_dim)
+            noise_pred = self.transformer(hidden_states=model_in, timestep=t.expand(model_in.shape[0]),
+                                          return_dict=False, **model_inputs)[0].float()
+            preds = noise_pred.chunk(branches)
+            pred, k = preds[0], 1
+            if action_scale is not None:
+                pred = pred + (action_scale - 1) * (preds[0] - preds[k])
+                k += 1
+            if text_scale is not None:
+                pred = pred + (text_scale - 1) * (preds[0] - preds[k])
+            if isinstance(self.scheduler, CogVideoXDPMScheduler):
+                latents, old_pred_original_sample = self.scheduler.step(
+                    pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
+                    eta=eta, generator=generator, return_dict=False,
+                )
+            else:
+                latents = self.scheduler.step(pred, t, latents, eta=eta, generator=generator, return_dict=False)[0]
+            latents = latents.to(dtype)
+        return latents
 
     def rollout(self, image, actions, conditions: dict | None = None, chunk_frames: int = 16, **kwargs):
         """An episode of any length by chained chunks; see :func:`.long_horizon.rollout`."""

@@ -13,8 +13,6 @@ noise and condition maps (the reference view's occupancy rendered from that came
 from __future__ import annotations
 
 import torch
-from diffusers import CogVideoXDPMScheduler
-from diffusers.utils.torch_utils import randn_tensor
 
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
 from orv_engine.pipelines.inputs import actions_to_tensor, chunk_actions, conditions_to_videos, images_to_tensor
@@ -150,37 +148,14 @@ class ORVMultiViewPipeline(ORVPipeline):
         ids_in = None if view_ids is None else view_ids.repeat(n, 1)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
         shape = (batch_size, num_views, num_latent_frames, cfg.out_channels, h, w)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device, dtype) * self.scheduler.init_noise_sigma
-        old_pred_original_sample = None
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            model_in = self.scheduler.scale_model_input(latents, t).repeat(n, 1, 1, 1, 1, 1)
-            model_in = torch.cat([model_in, image_in], dim=3)
-            noise_pred = self.transformer(
-                hidden_states=model_in, encoder_hidden_states=text_in, timestep=t.expand(model_in.shape[0]),
-                actions=actions_in, condition_latents=conditions_in, null_action_mask=null_in, view_ids=ids_in,
-                return_dict=False,
-            )[0].float()
-            preds = noise_pred.chunk(n)
-            pred, k = preds[0], 1
-            if use_action_cfg:
-                pred = pred + (action_guidance_scale - 1) * (preds[0] - preds[k])
-                k += 1
-            if use_text_cfg:
-                pred = pred + (guidance_scale - 1) * (preds[0] - preds[k])
-            if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                latents, old_pred_original_sample = self.scheduler.step(
-                    pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
-                    eta=eta, generator=generator, return_dict=False,
-                )
-            else:
-                latents = self.scheduler.step(pred, t, latents, eta=eta, generator=generator, return_dict=False)[0]
-            latents = latents.to(dtype)
+        latents = self._initial_latents(latents, shape, generator, device, dtype)
+        latents = self._denoise(
+            latents, n, image_in, channel_dim=3,
+            model_inputs=dict(encoder_hidden_states=text_in, actions=actions_in, condition_latents=conditions_in,
+                              null_action_mask=null_in, view_ids=ids_in),
+            guidance=(action_guidance_scale if use_action_cfg else None, guidance_scale if use_text_cfg else None),
+            eta=eta, generator=generator, dtype=dtype)
 
         if output_type == "latent":
             video = latents
