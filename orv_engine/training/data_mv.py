@@ -131,13 +131,6 @@ class MultiViewStream(PositionedStream):
         self.loader = DataLoader(self.dataset, batch_size=1, num_workers=workers, **kwargs)
         self._iterator = None
 
-    def _start_epoch(self):
-        self.dataset.set_epoch(self.epoch)
-        iterator = iter(self.loader)
-        for _ in range(self.position):
-            next(iterator)
-        return iterator
-
     def _empty_message(self) -> str:
         return (f"the multi-view data gave no sample in an epoch ({self.config.data.path}, split "
                 f"{self.config.data.split!r}, cameras {self.config.multiview.cameras})")

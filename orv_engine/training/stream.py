@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 class PositionedStream:
     """Endless batches from ``self.loader`` that count ``(epoch, batches into it)``.
 
-    Subclasses set ``self.loader`` and define :meth:`_start_epoch` (seed the epoch's order,
-    skip ``self.position`` batches) and :meth:`_empty_message` (why no full batch came)."""
+    Subclasses set ``self.loader`` and ``self.dataset`` and may redefine :meth:`_start_epoch`
+    (seed the epoch's order, skip ``self.position`` batches) and :meth:`_empty_message` (why
+    no full batch came)."""
 
     epoch: int = 0
     position: int = 0
@@ -34,7 +35,12 @@ class PositionedStream:
         self._iterator = None
 
     def _start_epoch(self):
-        raise NotImplementedError
+        """The epoch's order from ``self.dataset.set_epoch``, then skip the batches already taken."""
+        self.dataset.set_epoch(self.epoch)
+        iterator = iter(self.loader)
+        for _ in range(self.position):
+            next(iterator)
+        return iterator
 
     def _empty_message(self) -> str:
         return "the training data gave no full batch in an epoch"

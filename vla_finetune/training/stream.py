@@ -27,13 +27,6 @@ class WindowBatchStream(PositionedStream):
         self.epoch, self.position = 0, 0
         self._iterator = None
 
-    def _start_epoch(self):
-        self.dataset.set_epoch(self.epoch)
-        iterator = iter(self.loader)
-        for _ in range(self.position):
-            next(iterator)
-        return iterator
-
     def _empty_message(self) -> str:
         return (f"the mixture gave no full batch of {self.batch_size} windows in an epoch: too few "
                 "episodes for this batch size and number of processes/workers")
