@@ -200,6 +200,35 @@ def test_one_view_pipeline_matches_single_view_pipeline_and_multiview_round_trip
                              transformer=single.transformer, scheduler=single.scheduler)
 
 
+def test_multiview_rollout_chains_chunks_for_all_views_and_matches_single_view_with_one_view():
+    single = tiny_pipeline(seed=0)
+    multi = _tiny_mv_pipeline(single)
+    total = 13  # chunks of 8 frames start at 0 and 7; the second is padded
+    acts = frame_actions(total, seed=2)
+    conds = {k: v[:, :32, :32] for k, v in condition_maps(total).items()}
+    kwargs = dict(chunk_frames=8, num_inference_steps=1)
+    ref = single.rollout(first_frame(0)[:32, :32], acts, conds, generator=torch.Generator().manual_seed(3), **kwargs)
+    got = multi.rollout([first_frame(0)[:32, :32]], acts, [conds], generator=torch.Generator().manual_seed(3),
+                        **kwargs)
+    assert ref.shape == (1, total, 32, 32, 3) and got.shape == (1, 1, total, 32, 32, 3)
+    np.testing.assert_allclose(got[:, 0], ref, atol=1e-5, rtol=0)
+
+    # two views: the first chunk is one ordinary multi-view call; the second starts from each view's frame 7
+    _randomise_view_modules(multi.transformer)
+    images = [first_frame(s)[:32, :32] for s in range(2)]
+    view_conds = [conds, {k: v[:, ::-1].copy() for k, v in conds.items()}]
+    video = multi.rollout(images, acts, view_conds, generator=torch.Generator().manual_seed(4), **kwargs)
+    assert video.shape == (1, 2, total, 32, 32, 3) and np.isfinite(video).all()
+    first = multi(images, acts[:8], conditions=[{k: v[:8] for k, v in c.items()} for c in view_conds],
+                  generator=torch.Generator().manual_seed(4), num_inference_steps=1, output_type="np").frames
+    np.testing.assert_allclose(video[:, :, :8], first, atol=1e-5, rtol=0)
+    assert not np.allclose(video[:, 0], video[:, 1])  # the views differ
+    with pytest.raises(ValueError, match="one dict per view"):
+        multi.rollout(images, acts, view_conds[:1], **kwargs)
+    with pytest.raises(ValueError, match="of view 1 has 12 frames"):
+        multi.rollout(images, acts, [conds, {k: v[:12] for k, v in conds.items()}], **kwargs)
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -27,6 +27,55 @@ def _pad_frames(a: np.ndarray, length: int, axis: int, mode: str) -> np.ndarray:
     return np.concatenate([a] + [last] * missing, axis=axis)
 
 
+def _episode_actions(actions) -> tuple[np.ndarray, bool]:
+    """(B, T, D) float32 actions and whether they came batched."""
+    acts = np.asarray(actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions, dtype=np.float32)
+    batched = acts.ndim == 3
+    if not batched:
+        acts = acts[None]
+    if acts.ndim != 3:
+        raise ValueError(f"actions must be (T, dim) or (batch, T, dim), got shape {acts.shape}")
+    if acts.shape[1] < 2:
+        raise ValueError(f"an episode needs at least 2 frames, got {acts.shape[1]} actions")
+    return acts, batched
+
+
+def _episode_conditions(conditions: dict | None, total: int, batched: bool, where: str = "") -> dict:
+    """{kind: (B, T, H, W[, 3])}; unbatched (T, ...) inputs unless the actions were batched."""
+    conds = {}
+    for kind, value in (conditions or {}).items():
+        c = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if not batched:
+            c = c[None]
+        if c.shape[1] != total:
+            raise ValueError(f"condition {kind!r}{where} has {c.shape[1]} frames for {total} actions")
+        conds[kind] = c
+    return conds
+
+
+def _chained(generate, first, total: int, chunk_frames: int, time_axis: int) -> np.ndarray:
+    """Call ``generate(start_frames, start, stop)`` per chunk and join the chunks along ``time_axis``.
+
+    Chunk ``k`` starts from the last frame of chunk ``k - 1`` (``np.take`` of it along
+    ``time_axis``), so the chunks overlap by one frame, which is kept once."""
+    pieces, start, current = [], 0, first
+    while True:
+        stop = start + chunk_frames
+        video = generate(current, start, stop)
+        valid = min(chunk_frames, total - start)
+        pieces.append(np.take(video, np.arange(0 if start == 0 else 1, valid), axis=time_axis))
+        if stop >= total:
+            return np.concatenate(pieces, axis=time_axis)
+        current = np.take(video, chunk_frames - 1, axis=time_axis)
+        start = stop - 1
+
+
+def _chunk_inputs(acts, conds: dict, start: int, stop: int, chunk_frames: int):
+    chunk_actions = _pad_frames(acts[:, start:stop], chunk_frames, axis=1, mode="zeros")
+    chunk_conds = {k: _pad_frames(c[:, start:stop], chunk_frames, axis=1, mode="repeat") for k, c in conds.items()}
+    return chunk_actions, chunk_conds or None
+
+
 def rollout(pipe, image, actions, conditions: dict | None = None, chunk_frames: int = 16, **kwargs) -> np.ndarray:
     """Generate ``T`` frames for ``T`` per-frame actions; returns (B, T, H, W, 3) float in [0, 1].
 
@@ -36,37 +85,43 @@ def rollout(pipe, image, actions, conditions: dict | None = None, chunk_frames: 
     check_num_frames(chunk_frames)
     kwargs.pop("output_type", None)
     kwargs.pop("return_dict", None)
-    acts = np.asarray(actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions, dtype=np.float32)
-    batched = acts.ndim == 3
-    if not batched:
-        acts = acts[None]
-    if acts.ndim != 3:
-        raise ValueError(f"actions must be (T, dim) or (batch, T, dim), got shape {acts.shape}")
+    acts, batched = _episode_actions(actions)
     total = acts.shape[1]
-    if total < 2:
-        raise ValueError(f"an episode needs at least 2 frames, got {total} actions")
-    conds = {}
-    for kind, value in (conditions or {}).items():
-        c = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
-        # (T, H, W[, 3]) unbatched unless the actions were batched (then (B, T, ...)).
-        if not batched:
-            c = c[None]
-        if c.shape[1] != total:
-            raise ValueError(f"condition {kind!r} has {c.shape[1]} frames for {total} actions")
-        conds[kind] = c
+    conds = _episode_conditions(conditions, total, batched)
 
-    pieces, start, current = [], 0, image
-    while True:
-        stop = start + chunk_frames
-        chunk_actions = _pad_frames(acts[:, start:stop], chunk_frames, axis=1, mode="zeros")
-        chunk_conds = {k: _pad_frames(c[:, start:stop], chunk_frames, axis=1, mode="repeat") for k, c in conds.items()}
-        video = pipe(
-            image=current, actions=chunk_actions, conditions=chunk_conds or None, output_type="np", **kwargs
-        ).frames  # (B, F, H, W, 3) float in [0, 1]
-        valid = min(chunk_frames, total - start)
-        pieces.append(video[:, :valid] if start == 0 else video[:, 1:valid])
-        if stop >= total:
-            break
-        current = list(video[:, chunk_frames - 1])  # the last generated frame starts the next chunk
-        start = stop - 1
-    return np.concatenate(pieces, axis=1)
+    def generate(current, start, stop):
+        chunk_actions, chunk_conds = _chunk_inputs(acts, conds, start, stop, chunk_frames)
+        first = current if start == 0 else list(current)  # later chunks: the last generated frames
+        return pipe(image=first, actions=chunk_actions, conditions=chunk_conds, output_type="np",
+                    **kwargs).frames  # (B, F, H, W, 3) float in [0, 1]
+
+    return _chained(generate, image, total, chunk_frames, time_axis=1)
+
+
+def rollout_views(pipe, images: list, actions, conditions: list[dict] | None = None, chunk_frames: int = 16,
+                  **kwargs) -> np.ndarray:
+    """:func:`rollout` for an ORV-MV pipeline: all views chunk by chunk, each chunk of every view
+    starting from that view's last generated frame; returns (B, V, T, H, W, 3) float in [0, 1].
+
+    ``images``: one first frame (or batch) per view; ``conditions``: one dict per view, as
+    :func:`rollout` takes them; other keyword arguments go to the pipeline call."""
+    check_num_frames(chunk_frames)
+    kwargs.pop("output_type", None)
+    kwargs.pop("return_dict", None)
+    if not isinstance(images, (list, tuple)) or not images:
+        raise ValueError("images: one first frame (or batch) per view, as a non-empty list")
+    if conditions is not None and len(conditions) != len(images):
+        raise ValueError(f"conditions: one dict per view ({len(images)}), got {len(conditions)}")
+    acts, batched = _episode_actions(actions)
+    total = acts.shape[1]
+    view_conds = [_episode_conditions(c, total, batched, where=f" of view {v}")
+                  for v, c in enumerate(conditions or [None] * len(images))]
+
+    def generate(current, start, stop):
+        chunk_actions = _chunk_inputs(acts, {}, start, stop, chunk_frames)[0]
+        chunk_conds = [_chunk_inputs(acts, c, start, stop, chunk_frames)[1] or {} for c in view_conds]
+        first = current if start == 0 else [list(current[:, v]) for v in range(current.shape[1])]
+        return pipe(first, chunk_actions, conditions=chunk_conds if conditions is not None else None,
+                    output_type="np", **kwargs).frames  # (B, V, F, H, W, 3)
+
+    return _chained(generate, list(images), total, chunk_frames, time_axis=2)

@@ -171,6 +171,9 @@ class ORVMultiViewPipeline(ORVPipeline):
             return (video,)
         return ORVPipelineOutput(frames=video)
 
-    def rollout(self, *args, **kwargs):
-        raise NotImplementedError("long-horizon rollouts of several views are not implemented; generate 8N frames "
-                                  "per call")
+    def rollout(self, images, actions, conditions: list[dict] | None = None, chunk_frames: int = 16, **kwargs):
+        """An episode of any length, all views together, by chained chunks; see
+        :func:`.long_horizon.rollout_views`. Returns (B, V, T, H, W, 3) float in [0, 1]."""
+        from orv_engine.pipelines.long_horizon import rollout_views
+
+        return rollout_views(self, images, actions, conditions, chunk_frames=chunk_frames, **kwargs)
