@@ -285,3 +285,15 @@ def test_parallel_and_serial_builds_project_and_render_the_same():
     assert np.array_equal(serial.splat, parallel.splat) and np.array_equal(serial.pixel, parallel.pixel)
     for name in ("depth", "semantics", "alpha"):
         assert torch.equal(getattr(serial_view, name), getattr(parallel_view, name))
+
+
+def test_depth_order_is_a_stable_argsort_for_any_chunking():
+    # many equal depths, negative and positive values, and a subset of the inputs
+    rng = np.random.default_rng(7)
+    z = rng.choice(np.float32([-0.5, 0.0, 0.25, 0.3, 1.5, 2.0]), 5000) + rng.choice(np.float32([0, 1e-3]), 5000)
+    z = z.astype(np.float32)
+    index = np.flatnonzero(rng.random(5000) < 0.8)
+    expected = np.argsort(z[index], kind="stable")
+    for build in (render_numba._depth_order, render_numba._depth_order.parallel):
+        for chunks in (1, 2, 3):
+            assert np.array_equal(build(z, index, chunks), expected)

@@ -341,16 +341,18 @@ if numba is not None:
             keep[i] = front and c + r >= 0 and c - r < width and rr + r >= 0 and rr - r < height
         return splat, pixel, keep
 
-    @njit(cache=True)
-    def _depth_order(z, index):
+    @serial_and_parallel
+    def _depth_order(z, index, chunks):
         """Stable front-to-back order of ``z[index]`` (positions into ``index``), by LSD radix sort.
 
         The key is the float's bit pattern made order-preserving (negative values reversed);
-        equal keys keep their input order, as torch's stable argsort does."""
+        equal keys keep their input order, as torch's stable argsort does. Each pass counts and
+        places ``chunks`` contiguous runs of keys separately (in parallel under the ``prange``
+        build); a digit's slots take the runs in order, so every pass stays stable."""
         m = index.shape[0]
         bits = z.view(np.uint32)
         keys = np.empty(m, np.uint32)
-        for j in range(m):
+        for j in prange(m):
             b = bits[index[j]]
             if b & np.uint32(0x80000000):
                 keys[j] = b ^ np.uint32(0xFFFFFFFF)
@@ -361,22 +363,28 @@ if numba is not None:
         order_out = np.empty(m, np.int32)
         buckets = 1 << RADIX_BITS
         mask = np.uint32(buckets - 1)
-        count = np.empty(buckets + 1, np.int64)
+        counts = np.empty((chunks, buckets), np.int64)
         for shift in range(0, 32, RADIX_BITS):
-            count[:] = 0
             s = np.uint32(shift)
-            for j in range(m):
-                count[((keys[j] >> s) & mask) + 1] += 1
-            if m == 0 or count[((keys[0] >> s) & mask) + 1] == m:
+            for t in prange(chunks):
+                counts[t, :] = 0
+                for j in range(t * m // chunks, (t + 1) * m // chunks):
+                    counts[t, (keys[j] >> s) & mask] += 1
+            if m == 0 or counts[:, (keys[0] >> s) & mask].sum() == m:
                 continue  # one digit for all: this pass keeps the order
-            for d in range(buckets):
-                count[d + 1] += count[d]
-            for j in range(m):
-                d = (keys[j] >> s) & mask
-                pos = count[d]
-                count[d] = pos + 1
-                keys_out[pos] = keys[j]
-                order_out[pos] = order[j]
+            total = 0
+            for d in range(buckets):  # counts -> first slot of each (run, digit)
+                for t in range(chunks):
+                    count = counts[t, d]
+                    counts[t, d] = total
+                    total += count
+            for t in prange(chunks):
+                for j in range(t * m // chunks, (t + 1) * m // chunks):
+                    d = (keys[j] >> s) & mask
+                    pos = counts[t, d]
+                    counts[t, d] = pos + 1
+                    keys_out[pos] = keys[j]
+                    order_out[pos] = order[j]
             keys, keys_out = keys_out, keys
             order, order_out = order_out, order
         return order
@@ -709,7 +717,8 @@ def project_numba(means, K, cam_to_world, height: int, width: int, voxel_size: f
         x, y, z, u, v, fx, fy, width, height, near, f32(z_min), f32(z_max - z_min), f32(rule.k1), scale,
         f32(settings.dilation), limit_x, limit_y)
     index = np.flatnonzero(keep)
-    rows, splat, pixel = _variant(_gather_records)(_depth_order(z, index), index, splat, pixel)
+    order = _variant(_depth_order)(z, index, numba.get_num_threads())
+    rows, splat, pixel = _variant(_gather_records)(order, index, splat, pixel)
     return NumbaProjected(rows, splat, pixel)
 
 
