@@ -31,11 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"
 side_venv_up_to_date && exit 0
 
 side_venv_create
-# The CPU torch first (local wheel in /opt/wheels through pip's find-links when present;
-# the PyTorch CPU wheels otherwise need --extra-index-url https://download.pytorch.org/whl/cpu).
-if [ -n "$TORCH_SPEC" ]; then
-  "${PIP[@]}" install "$TORCH_SPEC" >>"$LOG" 2>&1 || fail "pip install $TORCH_SPEC"
-fi
+side_venv_install_torch "$TORCH_SPEC"
 # shellcheck disable=SC2086  # $TORCH_SPEC may be empty, $EXTRAS is a list
 "${PIP[@]}" install "$VLLM_SPEC" $TORCH_SPEC $EXTRAS >>"$LOG" 2>&1 || fail "pip install $VLLM_SPEC"
 case "$VLLM_SPEC" in

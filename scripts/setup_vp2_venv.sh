@@ -31,9 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"
 side_venv_up_to_date && exit 0
 
 side_venv_create
-if [ -n "$TORCH_SPEC" ]; then
-  "${PIP[@]}" install "$TORCH_SPEC" >>"$LOG" 2>&1 || fail "pip install $TORCH_SPEC"
-fi
+side_venv_install_torch "$TORCH_SPEC"
 # shellcheck disable=SC2086  # the specs are lists
 "${PIP[@]}" install $TORCH_SPEC $SIM_SPEC $MODEL_SPEC >>"$LOG" 2>&1 || fail "pip install $SIM_SPEC"
 side_venv_finish "import robosuite, robodesk, mujoco, torch, diffusers, transformers"

@@ -10,6 +10,7 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"
 #   side_venv_up_to_date && exit 0
 #   side_venv_create                                  # the venv, an upgraded pip; sets PIP
+#   side_venv_install_torch "$TORCH_SPEC"             # optional: a CPU torch before the rest
 #   "${PIP[@]}" install ... >>"$LOG" 2>&1 || fail "pip install ..."
 #   side_venv_finish "import x, y"                    # import check, project path, stamp
 
@@ -42,6 +43,13 @@ side_venv_create() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" >>"$LOG" 2>&1 || fail "venv creation"
   PIP=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
   "${PIP[@]}" install --upgrade pip >>"$LOG" 2>&1 || fail "pip upgrade"
+}
+
+# $1: a torch spec to install before the rest (so pip takes the CPU wheel, from /opt/wheels
+# through pip's find-links when present; elsewhere the PyTorch CPU wheels need
+# --extra-index-url https://download.pytorch.org/whl/cpu); empty: skip.
+side_venv_install_torch() {
+  [ -z "$1" ] || "${PIP[@]}" install "$1" >>"$LOG" 2>&1 || fail "pip install $1"
 }
 
 # $1: the Python statement that proves the venv works (run with MUJOCO_GL=egl for robosuite).

@@ -139,7 +139,7 @@ def numba_available() -> bool:
 class NumbaProjected:
     """Gaussians in view as packed numpy records, sorted front to back (``ProjectedGaussians`` twin).
 
-    ``splat`` (G, 8) float32 holds depth, offset_u, offset_v, conic (a, b, c), 1 / cov_yy;
+    ``splat`` (G, 8) float32 holds depth, offset_u, offset_v, conic (a, b, c), 1 / cov_yy, 1 / cov_xx;
     ``pixel`` (G, 4) int32 holds the rounded centre column and row and the footprint radius.
     """
 

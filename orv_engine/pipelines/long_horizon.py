@@ -70,10 +70,14 @@ def _chained(generate, first, total: int, chunk_frames: int, time_axis: int) -> 
         start = stop - 1
 
 
-def _chunk_inputs(acts, conds: dict, start: int, stop: int, chunk_frames: int):
-    chunk_actions = _pad_frames(acts[:, start:stop], chunk_frames, axis=1, mode="zeros")
-    chunk_conds = {k: _pad_frames(c[:, start:stop], chunk_frames, axis=1, mode="repeat") for k, c in conds.items()}
-    return chunk_actions, chunk_conds or None
+def _chunk_actions(acts, start: int, stop: int, chunk_frames: int) -> np.ndarray:
+    """The chunk's actions, padded with zero actions to ``chunk_frames``."""
+    return _pad_frames(acts[:, start:stop], chunk_frames, axis=1, mode="zeros")
+
+
+def _chunk_conditions(conds: dict, start: int, stop: int, chunk_frames: int) -> dict:
+    """The chunk's condition frames, padded by repeating the last one to ``chunk_frames``."""
+    return {k: _pad_frames(c[:, start:stop], chunk_frames, axis=1, mode="repeat") for k, c in conds.items()}
 
 
 def rollout(pipe, image, actions, conditions: dict | None = None, chunk_frames: int = 16, **kwargs) -> np.ndarray:
@@ -90,9 +94,9 @@ def rollout(pipe, image, actions, conditions: dict | None = None, chunk_frames: 
     conds = _episode_conditions(conditions, total, batched)
 
     def generate(current, start, stop):
-        chunk_actions, chunk_conds = _chunk_inputs(acts, conds, start, stop, chunk_frames)
         first = current if start == 0 else list(current)  # later chunks: the last generated frames
-        return pipe(image=first, actions=chunk_actions, conditions=chunk_conds, output_type="np",
+        return pipe(image=first, actions=_chunk_actions(acts, start, stop, chunk_frames),
+                    conditions=_chunk_conditions(conds, start, stop, chunk_frames) or None, output_type="np",
                     **kwargs).frames  # (B, F, H, W, 3) float in [0, 1]
 
     return _chained(generate, image, total, chunk_frames, time_axis=1)
@@ -118,10 +122,9 @@ def rollout_views(pipe, images: list, actions, conditions: list[dict] | None = N
                   for v, c in enumerate(conditions or [None] * len(images))]
 
     def generate(current, start, stop):
-        chunk_actions = _chunk_inputs(acts, {}, start, stop, chunk_frames)[0]
-        chunk_conds = [_chunk_inputs(acts, c, start, stop, chunk_frames)[1] or {} for c in view_conds]
+        chunk_conds = [_chunk_conditions(c, start, stop, chunk_frames) for c in view_conds]
         first = current if start == 0 else [list(current[:, v]) for v in range(current.shape[1])]
-        return pipe(first, chunk_actions, conditions=chunk_conds if conditions is not None else None,
-                    output_type="np", **kwargs).frames  # (B, V, F, H, W, 3)
+        return pipe(first, _chunk_actions(acts, start, stop, chunk_frames),
+                    conditions=chunk_conds if conditions is not None else None, output_type="np", **kwargs).frames  # (B, V, F, H, W, 3)
 
     return _chained(generate, list(images), total, chunk_frames, time_axis=2)

@@ -55,9 +55,6 @@ class Trainer(AcceleratedRun):
             return True
         return name.startswith(("action_encoder.", "condition_fusion.", "patch_embed.proj."))
 
-    def _micro_batch_size(self) -> int:
-        return self.config.train.batch_size
-
     def _setup_models(self):
         cfg, acc = self.config, self.accelerator
         c = self._load_components()
@@ -93,7 +90,7 @@ class Trainer(AcceleratedRun):
         if getattr(acc.state, "deepspeed_plugin", None) is not None:
             # The loaders are not prepared (each rank reads its own shard), so DeepSpeed
             # cannot infer the micro-batch size from them.
-            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self._micro_batch_size()
+            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
         self.transformer, self.optimizer, self.lr_scheduler = acc.prepare(transformer, optimizer, scheduler)
         if self.ema is not None:
             acc.register_for_checkpointing(self.ema)
