@@ -24,7 +24,7 @@ from orv_engine.models import ORVTransformer3DModel, transformer_config
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
 
 SMALL = dict(num_attention_heads=4, attention_head_dim=16, num_layers=2, text_embed_dim=64, time_embed_dim=64,
-             action_embed_dim=64, action_hidden_dim=64, condition_hidden_dim=64, max_text_seq_length=16,
+             action_embed_dim=64, action_hidden_dim=64, max_text_seq_length=16,
              sample_height=16, sample_width=16)
 
 

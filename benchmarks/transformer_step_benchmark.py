@@ -38,7 +38,7 @@ def bench(name: str, config: dict, latent: tuple[int, int, int], batch: int, ste
     torch.manual_seed(0)
     stock = CogVideoXTransformer3DModel.from_config(stock_config(config)).eval()
     orv = ORVTransformer3DModel.from_cogvideox(
-        stock, **{k: config[k] for k in ("action_dim", "action_hidden_dim", "condition_kinds", "condition_hidden_dim")}
+        stock, **{k: config[k] for k in ("action_dim", "action_hidden_dim", "condition_kinds")}
     ).eval()
     if device.type != "cpu" or dtype != torch.float32:
         stock.to(device, dtype)

@@ -1,4 +1,5 @@
-"""Cutting clips: Table 9 presets, the 8N+1 rule, frame/action alignment, skips."""
+"""Cutting clips: Table 9 presets, the VAE's 4k+1 rule, frame/action alignment, action
+conventions, skips."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
 from orv_engine.data import PRESETS, ClipConfig, Episode, EpisodeMeta, RLDSReader, SkipReport, cut_clips
+from orv_engine.data.action_conventions import EEF_FRAME_SCALE, eef_frame_actions
 from orv_engine.data.clips import chunk_align_actions, resize_frames
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def make_episode(num_steps: int, size=(48, 64)) -> Episode:
@@ -30,10 +40,24 @@ def test_presets_follow_table_9():
     assert bridge.num_latent_frames * (bridge.height // 16) * (bridge.width // 16) == 3000
 
 
-@pytest.mark.parametrize("frames", [15, 17, 56])
-def test_frame_counts_that_break_8n_plus_1_are_refused(frames):
-    with pytest.raises(ValueError, match="8N\\+1"):
+@pytest.mark.parametrize("frames", [15, 17, 56, 2])
+def test_frame_counts_that_break_4k_plus_1_are_refused(frames):
+    with pytest.raises(ValueError, match="num_frames: CogVideoX's VAE takes 4k\\+1"):
         ClipConfig(num_frames=frames)
+
+
+@pytest.mark.parametrize("frames", [16, 8, 53, 1])
+def test_frame_counts_without_placeholder_must_be_4k_plus_1(frames):
+    with pytest.raises(ValueError, match="4k\\+1.*placeholder_frame=False"):
+        ClipConfig(num_frames=frames, placeholder_frame=False)
+
+
+@pytest.mark.parametrize(("frames", "placeholder", "latents"),
+                         [(4, True, 2), (12, True, 4), (28, True, 8), (48, True, 13),
+                          (5, False, 2), (13, False, 4), (17, False, 5), (29, False, 8), (49, False, 13)])
+def test_4k_plus_1_frame_counts_are_accepted(frames, placeholder, latents):
+    config = ClipConfig(num_frames=frames, placeholder_frame=placeholder)
+    assert config.num_latent_frames == latents
 
 
 def test_bad_config_values_name_the_field():
@@ -112,3 +136,156 @@ def test_resize_modes():
 def test_chunk_align_actions_without_placeholder():
     actions, mask = chunk_align_actions(np.ones((9, 7)), num_latent_frames=3, action_chunk=4)
     assert actions.shape == (12, 7) and mask.sum() == 8 and not mask[:4].any()
+
+
+# ------------------------------------------------------------ the VAE's frame counts
+
+
+def test_cogvideox_vae_takes_4k_plus_1_frames():
+    """Encoding: 4k+1 frames -> k+1 latent frames, for every k. Decoding (diffusers'
+    frame-batched decode) gives 4k+1 frames back only for an odd latent count; an even one
+    comes back as 4(k+1) frames (clips.py's docstring)."""
+    import torch
+    from tiny_orv import tiny_vae
+
+    vae = tiny_vae()
+    for frames in (5, 9, 13, 17, 29):
+        k = (frames - 1) // 4
+        with torch.no_grad():
+            latents = vae.encode(torch.randn(1, 3, frames, 16, 16)).latent_dist.mode()
+            decoded = vae.decode(latents).sample
+        assert latents.shape[2] == k + 1, frames
+        assert decoded.shape[2] == (frames if (k + 1) % 2 else 4 * (k + 1)), frames
+
+
+# ------------------------------------------------------------ 4k+1 clips without placeholder
+
+
+@pytest.mark.parametrize(("frames", "stride"), [(17, 1), (29, 3)])
+def test_clips_of_4k_plus_1_real_frames_have_4k_actions(frames, stride):
+    """Upstream's layout: 17 real frames -> 16 actions -> 5 latent frames (DROID: 29 -> 28 -> 8)."""
+    config = ClipConfig(num_frames=frames, height=48, width=64, frame_stride=stride, clip_interval=5,
+                        placeholder_frame=False)
+    episode = make_episode(stride * (frames - 1) + 1 + 5)
+    clips = cut_clips(episode, config)
+    assert [c.start for c in clips] == [0, 5]
+    clip = clips[1]
+    latents = (frames - 1) // 4 + 1
+    assert clip.frames.shape == (frames, 48, 64, 3) and clip.num_real_frames == frames
+    np.testing.assert_array_equal(clip.frame_indices, 5 + stride * np.arange(frames))
+    np.testing.assert_array_equal(clip.frames[:, 0, 0, 0], clip.frame_indices)  # no placeholder
+    assert clip.actions.shape == (4 * latents, 7) and clip.action_mask.shape == (4 * latents,)
+    assert not clip.actions[:4].any() and not clip.action_mask[:4].any()
+    assert clip.action_mask[4:].all() and clip.action_mask.sum() == frames - 1
+    # row 4 + t: from frame t to t + 1 (strided: the deltas of the steps between, summed)
+    expected = np.stack([episode.actions[i : i + stride].sum(axis=0) for i in clip.frame_indices[:-1]])
+    np.testing.assert_allclose(clip.actions[4:, :6], expected[:, :6], rtol=1e-6)
+    np.testing.assert_allclose(clip.actions[4:, 6], episode.actions[clip.frame_indices[:-1] + stride - 1, 6])
+
+
+# ------------------------------------------------------------ action conventions
+
+
+def oriented_episode(num_steps: int, seed: int = 0) -> Episode:
+    """make_episode with states that turn (yaw across +-pi) and a continuous gripper."""
+    episode = make_episode(num_steps)
+    rng = np.random.default_rng(seed)
+    states = np.column_stack([
+        np.cumsum(rng.normal(0, 0.02, (num_steps, 3)), axis=0),
+        rng.uniform(-0.5, 0.5, num_steps),
+        rng.uniform(-0.5, 0.5, num_steps),
+        np.mod(np.pi - 0.05 + 0.1 * rng.random(num_steps) + np.pi, 2 * np.pi) - np.pi,
+        rng.uniform(0, 1, num_steps),
+    ]).astype(np.float32)
+    episode.states = states
+    return episode
+
+
+def test_action_convention_is_validated_and_names_the_field():
+    with pytest.raises(ValueError, match="ClipConfig.action_convention.*'dataset', 'eef-frame'"):
+        ClipConfig(action_convention="world")
+    with pytest.raises(ValueError, match="ClipConfig.action_scale applies to action_convention='eef-frame'"):
+        ClipConfig(action_scale=(1.0,) * 7)
+    with pytest.raises(ValueError, match="ClipConfig.action_scale must be 7 numbers"):
+        ClipConfig(action_convention="eef-frame", action_scale=(1.0, 2.0))
+    with pytest.raises(ValueError, match="ClipConfig.action_dim must be 7"):
+        ClipConfig(action_convention="eef-frame", action_dim=6)
+
+
+def test_action_convention_in_to_dict():
+    # the default leaves the dict as it was before the fields existed (stored latent fingerprints)
+    assert "action_convention" not in ClipConfig().to_dict() and "action_scale" not in ClipConfig().to_dict()
+    config = ClipConfig(action_convention="eef-frame", action_scale=[10, 10, 10, 5, 5, 5, 1])
+    assert config.action_scale == (10.0, 10.0, 10.0, 5.0, 5.0, 5.0, 1.0)  # YAML lists -> tuple
+    assert config.eef_frame_scale == config.action_scale
+    assert ClipConfig(action_convention="eef-frame").eef_frame_scale == EEF_FRAME_SCALE
+    d = config.to_dict()
+    assert d["action_convention"] == "eef-frame" and d["action_scale"] == [10.0, 10.0, 10.0, 5.0, 5.0, 5.0, 1.0]
+    assert json.loads(json.dumps(d)) == d and ClipConfig(**yaml.safe_load(yaml.safe_dump(d))) == config
+
+
+def test_dataset_convention_is_the_default_and_unchanged():
+    episode = oriented_episode(20)
+    base = dict(num_frames=8, height=48, width=64, frame_stride=2, clip_interval=3)
+    default = cut_clips(episode, ClipConfig(**base))
+    explicit = cut_clips(episode, ClipConfig(**base, action_convention="dataset"))
+    assert len(default) == len(explicit) > 0
+    for a, b in zip(default, explicit):
+        assert a.actions.tobytes() == b.actions.tobytes() and a.action_mask.tobytes() == b.action_mask.tobytes()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_eef_frame_actions_come_from_the_sampled_states(stride):
+    config = ClipConfig(num_frames=8, height=48, width=64, frame_stride=stride, clip_interval=2,
+                        action_convention="eef-frame")
+    episode = oriented_episode(stride * 7 + 1 + 4)
+    clips = cut_clips(episode, config)
+    assert [c.start for c in clips] == [0, 2, 4]
+    for clip in clips:
+        idx = clip.frame_indices
+        steps = np.append(idx, min(idx[-1] + stride, len(episode) - 1))
+        expected = eef_frame_actions(episode.states[steps])
+        assert clip.actions.shape == (12, 7) and not clip.actions[:4].any()
+        np.testing.assert_array_equal(clip.actions[4:], expected)
+        assert clip.action_mask[4:].all()
+        np.testing.assert_allclose(clip.states, episode.states[idx])
+    # the first clips' last action leads into the next sampled step, which the episode has;
+    # the last clip ends at the episode's last step: zero motion, the gripper state held
+    assert clips[1].frame_indices[-1] + stride < len(episode) and clips[1].actions[-1, :6].any()
+    last = clips[-1]
+    assert last.frame_indices[-1] == len(episode) - 1
+    assert not last.actions[-1, :6].any()
+    assert last.actions[-1, 6] == pytest.approx(episode.states[-1, 6])
+
+
+def test_eef_frame_last_action_without_a_next_step_is_zero_motion():
+    config = ClipConfig(num_frames=8, height=48, width=64, clip_interval=100, action_convention="eef-frame")
+    episode = oriented_episode(8)
+    (clip,) = cut_clips(episode, config)
+    np.testing.assert_array_equal(clip.actions[4:11], eef_frame_actions(episode.states))
+    np.testing.assert_array_equal(clip.actions[11, :6], np.zeros(6, np.float32))
+    assert clip.actions[11, 6] == pytest.approx(episode.states[7, 6])
+    # with one more step in the episode, that step is used
+    (longer,) = cut_clips(oriented_episode(9), config)
+    np.testing.assert_array_equal(longer.actions[4:], eef_frame_actions(oriented_episode(9).states))
+
+
+def test_eef_frame_with_4k_plus_1_real_frames_and_a_scale():
+    scale = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0)
+    config = ClipConfig(num_frames=17, height=48, width=64, clip_interval=100, placeholder_frame=False,
+                        action_convention="eef-frame", action_scale=scale)
+    episode = oriented_episode(17)
+    (clip,) = cut_clips(episode, config)
+    assert clip.frames.shape[0] == 17 and clip.actions.shape == (20, 7)
+    np.testing.assert_array_equal(clip.actions[4:], eef_frame_actions(episode.states, scale))
+
+
+def test_eef_frame_skips_episodes_with_bad_states():
+    config = ClipConfig(num_frames=8, height=48, width=64, action_convention="eef-frame")
+    episode = oriented_episode(10)
+    episode.states[3, 4] = np.nan
+    report = SkipReport()
+    assert cut_clips(episode, config, report=report) == []
+    assert report.total == 1 and "step 3" in report.format()
+    # the dataset convention does not read the states
+    assert cut_clips(episode, replace(config, action_convention="dataset"))

@@ -73,13 +73,12 @@ def test_fresh_multiview_model_equals_single_view_model_and_round_trips(tmp_path
     single = ORVTransformer3DModel.from_pretrained(single_dir).eval()
     multi = ORVMultiViewTransformer3DModel.from_pretrained(single_dir, num_views=3).eval()  # via from_single_view
     assert multi.config.num_views == 3
-    # The view modules are copies of the blocks' attention with a zero gate.
+    # The view modules are copies of the blocks' first AdaLN and attention with a zero projection.
     block, view = multi.transformer_blocks[1], multi.view_attention_blocks[1]
-    assert torch.equal(view.attn.to_q.weight, block.attn1.to_q.weight)
-    assert torch.equal(view.attn.to_out[0].weight, block.attn1.to_out[0].weight)
-    dim = block.attn1.to_q.weight.shape[0]
-    assert torch.equal(view.modulation.weight[:2 * dim], block.norm1.linear.weight[:2 * dim])
-    assert not view.modulation.weight[2 * dim:].any() and not view.modulation.bias[2 * dim:].any()
+    assert torch.equal(view.attn1.to_q.weight, block.attn1.to_q.weight)
+    assert torch.equal(view.attn1.to_out[0].weight, block.attn1.to_out[0].weight)
+    assert torch.equal(view.norm1.linear.weight, block.norm1.linear.weight)
+    assert not view.proj_out.weight.any() and not view.proj_out.bias.any()
 
     x = _inputs(batch=2, views=1)
     with torch.no_grad():
@@ -89,14 +88,19 @@ def test_fresh_multiview_model_equals_single_view_model_and_round_trips(tmp_path
     assert got.shape == (2, 1, 3, 16, 8, 8)
     torch.testing.assert_close(got[:, 0], expected, atol=1e-5, rtol=0)
 
-    # Several views at the zero start: each view is the single-view model's output for it.
+    # Several views at the zero start: the view modules add nothing, the view positions
+    # (upstream adds them to the residual stream, for V > 1 only) are what changes each view.
     x3 = _inputs(batch=1, views=3, seed=1)
+    x3["timestep"] = x3["timestep"][:1]
     with torch.no_grad():
-        got3 = multi(**{**x3, "timestep": x3["timestep"][:1]}).sample
-        for v in range(3):
-            alone = single(x3["hidden_states"][:, v], x3["encoder_hidden_states"], x3["timestep"][:1],
-                           actions=x3["actions"], condition_latents=x3["condition_latents"][:, v]).sample
-            torch.testing.assert_close(got3[:, v], alone, atol=1e-5, rtol=0)
+        got3 = multi(**x3).sample
+        positions = multi._view_positions(torch.zeros(3, 48, 16), 3, None, 3, 8, 8)
+        assert positions.abs().sum() > 0
+        for block in multi.view_attention_blocks:  # switch the modules off entirely: same outputs
+            block.forward = lambda hidden_states, *args: hidden_states
+        torch.testing.assert_close(multi(**x3).sample, got3, atol=1e-6, rtol=0)
+        del_forward = [block.__dict__.pop("forward") for block in multi.view_attention_blocks]
+        assert len(del_forward) == 2
 
     # save_pretrained / from_pretrained in the diffusers folder format.
     _randomise_view_modules(multi)
@@ -264,7 +268,7 @@ def test_tiny_multiview_model_trains_and_generates(tmp_path):
     trained = dict(pipe.transformer.named_parameters())
     view_names = [n for n, _ in start.named_parameters() if n.startswith("view_attention_blocks.")]
     changed = [n for n in view_names if not torch.equal(dict(start.named_parameters())[n], trained[n])]
-    assert any(".modulation." in n for n in changed) and any(".attn.to_q." in n for n in changed)
+    assert any(".proj_out." in n for n in changed) and any(".attn1.to_q." in n for n in changed)
     frames = pipe([first_frame(0), first_frame(1)], frame_actions(), num_inference_steps=2,
                   generator=torch.Generator().manual_seed(0)).frames
     assert frames.shape == (1, 2, 8, 64, 64, 3) and np.isfinite(frames).all()
@@ -450,7 +454,7 @@ def test_multiview_samples_render_every_view_from_the_reference_occupancy():
     loss, drawn = multiview_diffusion_loss(model, CogVideoXDPMScheduler(prediction_type="v_prediction"), inputs, g)
     loss.backward()
     assert torch.isfinite(loss) and drawn["timesteps"].shape == (1,) and drawn["drop_image"].shape == (1, 2)
-    assert model.view_attention_blocks[0].modulation.weight.grad.abs().sum() > 0
+    assert model.view_attention_blocks[0].proj_out.weight.grad.abs().sum() > 0
 
     # Generation of both views of the episode together: first frames, actions, per-view conditions.
     views = ["image_1", "image_0"]

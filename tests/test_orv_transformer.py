@@ -45,7 +45,7 @@ def conditions(seed: int = 2):
 
 def orv_like(stock, **kw):
     cfg = transformer_config("tiny")
-    keys = ("action_hidden_dim", "condition_kinds", "condition_hidden_dim")
+    keys = ("action_hidden_dim", "condition_kinds")
     return ORVTransformer3DModel.from_cogvideox(stock, **{k: cfg[k] for k in keys}, **kw).eval()
 
 
@@ -111,7 +111,7 @@ def test_gradients_reach_action_encoder_and_fusion(checkpointing):
     # fresh model: the zero-initialised output layers still receive gradients
     loss = orv(**inputs(), actions=actions(), condition_latents=conditions()).sample.square().mean()
     loss.backward()
-    for name in ("action_encoder.proj_out.weight", "condition_fusion.proj_out.weight"):
+    for name in ("action_encoder.proj_out.weight", "condition_fusion.proj.weight"):
         grad = dict(orv.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
     # a model whose new modules have weights: every new parameter gets a gradient
@@ -132,7 +132,7 @@ def test_from_pretrained_converts_stock_text_to_video_folder(tmp_path):
     cfg = transformer_config("tiny")
     orv = ORVTransformer3DModel.from_pretrained(
         tmp_path, subfolder="transformer", condition_kinds=cfg["condition_kinds"],
-        condition_hidden_dim=cfg["condition_hidden_dim"],
+        action_hidden_dim=cfg["action_hidden_dim"],
     )
     assert orv.config.in_channels == 32 and orv.config.out_channels == 16
     w = orv.patch_embed.proj.weight
@@ -187,8 +187,10 @@ def test_configs_2b_is_table_8_and_tiny_is_small():
         model = ORVTransformer3DModel.from_config(cfg)
     assert model.patch_embed.proj.weight.shape == (1920, 32, 2, 2)
     assert model.patch_embed.text_proj.weight.shape == (1920, 4096)
-    assert model.action_encoder.proj_out.weight.shape == (512, 512)
-    assert model.action_encoder.proj_in.weight.shape[1] == 4 * 7
+    # the official action MLP (28 -> 4*512 -> 512) and token-space fusion (2*1920 -> 1920)
+    assert model.action_encoder.proj_out.weight.shape == (512, 2048)
+    assert model.action_encoder.proj_in.weight.shape == (2048, 4 * 7)
+    assert model.condition_fusion.proj.weight.shape == (1920, 2 * 1920)
     assert model.proj_out.weight.shape == (2 * 2 * 16, 1920)
     n = sum(p.numel() for p in model.parameters())
     assert 1.6e9 < n < 1.8e9, n  # CogVideoX-2B's ~1.69B + small ORV modules
@@ -231,9 +233,9 @@ def test_bad_checkpoint_folders_raise_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing weights: transformer_blocks\.1\.norm2\.linear\.weight"):
         ORVTransformer3DModel.from_pretrained(tmp_path / "orv")
 
-    # a mismatched tensor (config says 32 hidden units, weights have 64)
+    # a mismatched tensor (config says 64 hidden units, weights have 32)
     broken = dict(state)
-    broken["action_encoder.proj_in.weight"] = torch.zeros(64, 28)
+    broken["action_encoder.proj_in.weight"] = torch.zeros(32, 28)
     save_file(broken, str(weights))
     with pytest.raises(CheckpointError, match=r"mismatched shapes: action_encoder\.proj_in\.weight"):
         ORVTransformer3DModel.from_pretrained(tmp_path / "orv")

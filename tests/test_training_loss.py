@@ -81,7 +81,7 @@ def test_a_real_transformer_step_is_a_function_of_the_generator_seed():
     assert a.item() == b.item() != c.item()
     a.backward()
     assert model.action_encoder.proj_out.weight.grad.abs().sum() > 0  # actions reach the loss
-    assert model.condition_fusion.proj_out.weight.grad.abs().sum() > 0  # so do the conditions
+    assert model.condition_fusion.proj.weight.grad.abs().sum() > 0  # so do the conditions
 
 
 def test_first_frame_noise_has_the_cogvideox_scale():

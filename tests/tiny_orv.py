@@ -65,7 +65,8 @@ def perturb_new_modules(model: ORVTransformer3DModel, scale: float = 0.5, seed: 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.startswith(("action_encoder.", "condition_fusion.")):
+            if name.startswith(("action_encoder.", "condition_fusion.", "view_attention_blocks.")) and (
+                    not name.startswith("view_attention_blocks.") or ".proj_out." in name):
                 p.add_(torch.randn(p.shape, generator=g) * scale)
 
 

@@ -2,17 +2,37 @@
 
 Frame/latent/action alignment, for ``F`` real frames and VAE temporal compression ``r``:
 
-- CogVideoX's 3D VAE takes ``8N + 1`` frames. A clip of ``F = 8N`` real frames gets one
-  placeholder frame appended (a copy of the last one), so ``F + 1`` frames go in and the
-  placeholder is dropped after decoding. ``L = F / r + 1`` latent frames come out: latent 0
-  is the reference (first) frame alone, latent ``j >= 1`` covers frames ``r(j-1)+1 .. rj``.
+- CogVideoX's 3D VAE encodes ``4k + 1`` frames (5, 9, 13, ..., 49) to ``k + 1`` latent
+  frames; the paper's presets use ``8N + 1``. Decoding gives ``4k + 1`` frames back only for
+  an odd latent count (``8N + 1`` frames): diffusers' ``AutoencoderKLCogVideoX.decode`` keeps
+  the first latent frame apart only then, and turns an even count ``k + 1`` (5, 13, 21, 29
+  frames) into ``4(k + 1)`` frames, latent 0 spread over 4 (``tests/test_clips.py`` pins
+  both). The training loss only needs encoding, so any ``4k + 1`` is allowed here; whoever
+  decodes an even latent count drops 3 frames at the start. Two layouts reach ``4k + 1``:
+
+  - with ``placeholder_frame`` (the paper's, the default): ``F = 4k`` real frames plus one
+    placeholder frame appended (a copy of the last one), dropped after decoding;
+  - without (upstream ORV's, e.g. DROID's 29 frames): ``F = 4k + 1`` real frames.
+
+  ``L = (F_total - 1) / r + 1`` latent frames come out: latent 0 is the reference (first)
+  frame alone, latent ``j >= 1`` covers frames ``r(j-1)+1 .. rj``.
 - ``actions[t]`` of an episode moves frame ``t`` to frame ``t + 1``. The clip stores them
   chunk-aligned, ``r * L`` rows: ``r`` zero rows for the reference latent, then the actions
-  of frames ``0 .. F-1`` (the last one leads into the placeholder frame: the paper's
-  "subsequent action"). Chunk ``j`` therefore holds exactly the actions that produce the
+  of frames ``0, 1, ...``, ``r (L - 1)`` of them. With the placeholder that is all ``F`` real
+  frames (the last one leads into the placeholder frame: the paper's "subsequent action");
+  without it the last real frame has none (17 real frames -> 16 actions -> 5 latent frames,
+  upstream's layout). Chunk ``j`` therefore holds exactly the actions that produce the
   frames of latent ``j``. ``action_mask`` marks the zero padding.
-- With a frame stride ``s > 1`` the actions of the ``s`` steps between two sampled frames
-  are combined: the 6 EEF deltas are summed and the gripper takes the last value.
+- ``action_convention`` (:mod:`orv_engine.data.action_conventions`) picks the actions:
+
+  - ``"dataset"``: the episode's own. With a frame stride ``s > 1`` the actions of the ``s``
+    steps between two sampled frames are combined: the 6 EEF deltas are summed and the
+    gripper takes the last value.
+  - ``"eef-frame"`` (upstream ORV's): recomputed from the episode's *states* at the sampled
+    frames, so a stride needs no combining. The action of sampled frame ``t`` moves it to
+    sampled frame ``t + 1``; for the last real frame that is the next sampled step
+    (``frame_indices[-1] + s``) when the episode has it, else the last state is repeated:
+    zero motion, the gripper entry holding the last gripper state.
 """
 
 from __future__ import annotations
@@ -21,8 +41,18 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from orv_engine.data.action_conventions import (
+    EEF_FRAME_SCALE,
+    check_action_convention,
+    check_action_scale,
+    eef_frame_actions,
+)
 from orv_engine.data.episode import Episode
 from orv_engine.data.errors import SkipReport
+
+# CogVideoX's VAE: 4k + 1 frames. 49 (13 latent frames) is the clip length CogVideoX was
+# trained on, and the cap the former 8N+1 rule (N = 1..6) had.
+MAX_VAE_FRAMES = 49
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,11 @@ class ClipConfig:
     action_dim: int = 7
     resize: str = "stretch"  # "stretch" to the sample size, or "center_crop" then resize
     placeholder_frame: bool = True
+    # "dataset" (the episode's own actions) or "eef-frame" (upstream ORV's, from the states);
+    # see orv_engine.data.action_conventions.
+    action_convention: str = "dataset"
+    # eef-frame only: 7 multipliers; None = upstream's (20 x 6, gripper 1).
+    action_scale: tuple[float, ...] | None = None
 
     def __post_init__(self):
         for name in ("num_frames", "height", "width", "frame_stride", "clip_interval",
@@ -47,12 +82,31 @@ class ClipConfig:
                 raise ValueError(f"ClipConfig.{name} must be a positive integer, got {value!r}")
         if self.resize not in ("stretch", "center_crop"):
             raise ValueError(f"ClipConfig.resize must be 'stretch' or 'center_crop', got {self.resize!r}")
-        total = self.total_frames
-        if (total - 1) % 8 != 0 or not 1 <= (total - 1) // 8 <= 6:
-            hint = "num_frames + 1" if self.placeholder_frame else "num_frames"
+        if not isinstance(self.placeholder_frame, bool):
+            raise ValueError(f"ClipConfig.placeholder_frame must be True or False, got {self.placeholder_frame!r}")
+        check_action_convention(self.action_convention, "ClipConfig.action_convention")
+        if self.action_scale is not None:
+            if self.action_convention != "eef-frame":
+                raise ValueError(
+                    "ClipConfig.action_scale applies to action_convention='eef-frame' only "
+                    f"(action_convention={self.action_convention!r}); leave it None"
+                )
+            scale = check_action_scale(self.action_scale, "ClipConfig.action_scale")
+            object.__setattr__(self, "action_scale", tuple(float(v) for v in scale))  # lists from YAML
+        if self.action_convention == "eef-frame" and self.action_dim != len(EEF_FRAME_SCALE):
             raise ValueError(
-                f"CogVideoX's VAE takes 8N+1 frames (N = 1..6): {hint} = {total} is not; "
-                f"use num_frames in {{8, 16, 24, 32, 40, 48}} with the placeholder frame"
+                f"ClipConfig.action_dim must be {len(EEF_FRAME_SCALE)} with action_convention='eef-frame', "
+                f"got {self.action_dim}"
+            )
+        total = self.total_frames
+        if (total - 1) % 4 != 0 or not 5 <= total <= MAX_VAE_FRAMES:
+            if self.placeholder_frame:
+                hint, fix = "num_frames + 1", "num_frames a multiple of 4 (4..48) with the placeholder frame"
+            else:
+                hint, fix = "num_frames", "num_frames in 5, 9, 13, ..., 49 with placeholder_frame=False"
+            raise ValueError(
+                f"ClipConfig.num_frames: CogVideoX's VAE takes 4k+1 frames (5..{MAX_VAE_FRAMES}): "
+                f"{hint} = {total} is not; use {fix}"
             )
         if (total - 1) % self.action_chunk != 0:
             raise ValueError(f"ClipConfig.action_chunk={self.action_chunk} must divide {total - 1}")
@@ -79,8 +133,21 @@ class ClipConfig:
     def interval(self, split: str) -> int:
         return self.clip_interval if split == "train" else self.val_clip_interval
 
+    @property
+    def eef_frame_scale(self) -> tuple[float, ...]:
+        """The multipliers of the eef-frame actions (upstream's unless ``action_scale``)."""
+        return self.action_scale if self.action_scale is not None else EEF_FRAME_SCALE
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values (YAML/JSON). With the default ``"dataset"`` actions the two action
+        convention fields are left out, so the dict (stored in fingerprints of encoded
+        latents, e.g. ``orv_engine.training.latents``) equals the one from before they existed."""
+        out = asdict(self)
+        if self.action_convention == "dataset":
+            del out["action_convention"], out["action_scale"]
+        elif self.action_scale is not None:
+            out["action_scale"] = list(self.action_scale)
+        return out
 
 
 # Paper Table 9 (frames, sample size, Δf1, Δf2 train/val). DROID's table row gives sample
@@ -162,6 +229,16 @@ def _frame_actions(actions: np.ndarray, indices: np.ndarray, stride: int) -> np.
     return out
 
 
+def _eef_frame_clip_actions(
+    states: np.ndarray, indices: np.ndarray, stride: int, scale
+) -> np.ndarray:
+    """Upstream's actions of each sampled frame: from its state to the next sampled one (the
+    step after the clip when the episode has it, else the last state again: zero motion)."""
+    following = int(indices[-1]) + stride
+    steps = np.append(indices, following if following < len(states) else indices[-1])
+    return eef_frame_actions(states[steps], scale)
+
+
 def chunk_align_actions(
     frame_actions: np.ndarray, num_latent_frames: int, action_chunk: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +292,15 @@ def cut_clips(
             f"action dim is not {config.action_dim}", f"{where}: {episode.actions.shape[1]}"
         )
         return []
+    if config.action_convention == "eef-frame":
+        states = np.asarray(episode.states)
+        if states.shape != (num_steps, 7):
+            report.add("states are not (steps, 7) for eef-frame actions", f"{where}: {states.shape}")
+            return []
+        if not np.isfinite(states).all():
+            step = int(np.argwhere(~np.isfinite(states))[0, 0])
+            report.add("non-finite state (eef-frame actions are computed from states)", f"{where}: step {step}")
+            return []
 
     clips = []
     resized: dict[int, np.ndarray] = {}  # overlapping clips share frames: resize each once
@@ -229,7 +315,12 @@ def cut_clips(
         frames = np.stack([resized[int(i)] for i in indices])
         if config.placeholder_frame:
             frames = np.concatenate([frames, frames[-1:]], axis=0)
-        frame_actions = _frame_actions(episode.actions, indices, config.frame_stride)
+        if config.action_convention == "eef-frame":
+            frame_actions = _eef_frame_clip_actions(
+                episode.states, indices, config.frame_stride, config.eef_frame_scale
+            )
+        else:
+            frame_actions = _frame_actions(episode.actions, indices, config.frame_stride)
         actions, mask = chunk_align_actions(frame_actions, config.num_latent_frames, config.action_chunk)
         clips.append(
             Clip(

@@ -43,20 +43,27 @@ def expert_adaln(
 
     vision_cond: ``silu(temb + action)`` (B, L, T); text_cond: ``silu(temb)`` (B, T).
     Returns normed vision (B, L, P, D), normed text (B, S_t, D), vision gate (B, L, 1, D)
-    and text gate (B, 1, D).
+    and text gate (B, 1, D); the text ones are ``None`` for a vision-only AdaLN.
     """
     dim = hidden_states.shape[-1]
     weight, bias = norm.linear.weight, norm.linear.bias
     shift, scale, gate = F.linear(
         vision_cond, weight[: 3 * dim], None if bias is None else bias[: 3 * dim]
     ).chunk(3, dim=-1)
+    num_frames = vision_cond.shape[1]
+    hidden = _per_frame(norm.norm(hidden_states), num_frames) * (1 + scale)[:, :, None] + shift[:, :, None]
+    if not modulates_text(norm, dim):
+        return hidden, None, gate[:, :, None], None
     enc_shift, enc_scale, enc_gate = F.linear(
         text_cond, weight[3 * dim :], None if bias is None else bias[3 * dim :]
     ).chunk(3, dim=-1)
-    num_frames = vision_cond.shape[1]
-    hidden = _per_frame(norm.norm(hidden_states), num_frames) * (1 + scale)[:, :, None] + shift[:, :, None]
     encoder = norm.norm(encoder_hidden_states) * (1 + enc_scale)[:, None, :] + enc_shift[:, None, :]
     return hidden, encoder, gate[:, :, None], enc_gate[:, None, :]
+
+
+def modulates_text(norm: CogVideoXLayerNormZero, dim: int) -> bool:
+    """Whether this AdaLN has the text rows (6 * dim outputs) or vision rows only (3 * dim)."""
+    return norm.linear.out_features == 6 * dim
 
 
 def final_adaln(norm_out: AdaLayerNorm, hidden_states: torch.Tensor, vision_cond: torch.Tensor) -> torch.Tensor:
@@ -84,6 +91,10 @@ def orv_block_forward(
     norm_hidden, norm_encoder, gate_msa, enc_gate_msa = expert_adaln(
         block.norm1, hidden_states, encoder_hidden_states, vision_cond, text_cond
     )
+    with_text = norm_encoder is not None
+    if not with_text:  # vision-only blocks: an empty text sequence keeps the stock attention processor
+        text_seq_length = 0
+        norm_encoder = encoder_hidden_states[:, :0]
     attn_hidden, attn_encoder = block.attn1(
         hidden_states=norm_hidden.flatten(1, 2),
         encoder_hidden_states=norm_encoder,
@@ -91,14 +102,18 @@ def orv_block_forward(
         **attention_kwargs,
     )
     hidden_states = (_per_frame(hidden_states, num_frames) + gate_msa * _per_frame(attn_hidden, num_frames)).flatten(1, 2)
-    encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder
+    if with_text:
+        encoder_hidden_states = encoder_hidden_states + enc_gate_msa * attn_encoder
 
     norm_hidden, norm_encoder, gate_ff, enc_gate_ff = expert_adaln(
         block.norm2, hidden_states, encoder_hidden_states, vision_cond, text_cond
     )
+    if not with_text:
+        norm_encoder = encoder_hidden_states[:, :0]
     ff_output = block.ff(torch.cat([norm_encoder, norm_hidden.flatten(1, 2)], dim=1))
     hidden_states = (
         _per_frame(hidden_states, num_frames) + gate_ff * _per_frame(ff_output[:, text_seq_length:], num_frames)
     ).flatten(1, 2)
-    encoder_hidden_states = encoder_hidden_states + enc_gate_ff * ff_output[:, :text_seq_length]
+    if with_text:
+        encoder_hidden_states = encoder_hidden_states + enc_gate_ff * ff_output[:, :text_seq_length]
     return hidden_states, encoder_hidden_states

@@ -5,9 +5,18 @@ chunk lines the actions up with the latent frames they produce (the data side st
 that way: :func:`orv_engine.data.clips.chunk_align_actions`). The token has the size of
 the time embedding because the action-expert AdaLN adds the two.
 
-The output layer starts at zero and the learned null-action token starts at zero, so a
-fresh model ignores actions and behaves exactly like the pretrained backbone; the null
-token replaces the action tokens of a sample for classifier-free guidance on actions.
+The function is the official one (OrangeSodahub/ORV ``ActionEmbed``): ``Linear(r*7 ->
+4*T) -> GELU(tanh) -> Linear(4*T -> T)`` and a learned null-action token (upstream's
+``mask_embed``) that replaces the tokens of a sample for classifier-free guidance on
+actions and for action dropout in training. Upstream's ``action_embed.mlp.0`` /
+``mlp.3`` / ``mask_embed`` are this module's ``proj_in`` / ``proj_out`` / ``null_token``
+(:mod:`orv_engine.models.upstream_orv` maps them).
+
+Initialisation (ours, not upstream's): the output layer and the null token start at zero,
+so a model converted from CogVideoX ignores actions until trained and computes exactly
+what CogVideoX computes. Inference is deterministic: upstream's encoder replaces the
+actions of ~10% of the samples by the null token at random even at inference (its mask
+flag is fixed when the module is built); here only ``null_action_mask`` does.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ from torch import nn
 
 
 class ChunkedActionEncoder(nn.Module):
-    def __init__(self, action_dim: int = 7, action_chunk: int = 4, embed_dim: int = 512, hidden_dim: int = 512):
+    def __init__(self, action_dim: int = 7, action_chunk: int = 4, embed_dim: int = 512, hidden_dim: int | None = None):
         super().__init__()
         self.action_dim = action_dim
         self.action_chunk = action_chunk
+        hidden_dim = hidden_dim or 4 * embed_dim
         self.proj_in = nn.Linear(action_dim * action_chunk, hidden_dim)
-        self.act = nn.SiLU()
+        self.act = nn.GELU(approximate="tanh")
         self.proj_out = nn.Linear(hidden_dim, embed_dim)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -50,19 +49,50 @@ def checkpoint_files(folder: str | Path, variant: str | None = None) -> list[Pat
     )
 
 
+def read_header(path: Path) -> dict:
+    """The JSON header of a safetensors file, checked against the file's size.
+
+    A truncated file (an interrupted download or copy) often keeps a whole header, so
+    safetensors would only fail when the missing tensor is read; the byte ranges tell it
+    at once.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if header_len <= 0 or 8 + header_len > size:
+                raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
+            header = json.loads(f.read(header_len))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); is it truncated or another format?") from error
+    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + data_end > size:
+        raise CheckpointError(
+            f"{path} is truncated: its tensors need {8 + header_len + data_end} bytes, the file has {size}"
+        )
+    return header
+
+
 def checkpoint_shapes(folder: str | Path, variant: str | None = None) -> dict[str, tuple[int, ...]]:
+    """{key: shape} from the safetensors headers; a truncated or foreign file is a CheckpointError."""
     shapes: dict[str, tuple[int, ...]] = {}
     for path in checkpoint_files(folder, variant):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+        for key, entry in read_header(path).items():
+            if key != "__metadata__":
+                shapes[key] = tuple(entry["shape"])
     return shapes
 
 
 def load_checkpoint(folder: str | Path, variant: str | None = None) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for path in checkpoint_files(folder, variant):
-        state.update(load_file(str(path)))
+        try:
+            state.update(load_file(str(path)))
+        except Exception as error:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({type(error).__name__}: {error}); "
+                "is it truncated or another format?"
+            ) from error
     return state
 
 

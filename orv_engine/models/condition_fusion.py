@@ -1,12 +1,15 @@
-"""Fuse visual-condition latents into the noisy input latents (paper Eq. 2).
+"""Fuse visual-condition tokens into the vision tokens (paper Eq. 2, the official function).
 
-    z_in <- ZeroMLP(repeat(z_in, k) + concat([c_1, ..., c_k])) + z_in
+    h <- h + Linear(repeat(h, k) + concat([PatchEmbed(c_1), ..., PatchEmbed(c_k)]))
 
 Why this shape: ORV injects its soft occupancy-rendered maps (depth, semantics, ...) only
-into the input, not layer by layer like a ControlNet; that is cheap and robust to coarse
-conditions. The MLP is per latent pixel (1x1 convolutions), ``k`` kinds of ``C``-channel
-latents go in, ``C`` channels come out, and its last layer starts at zero so a freshly
-loaded model is exactly the backbone.
+at the input, not layer by layer like a ControlNet; that is cheap and robust to coarse
+conditions. As in the official code (OrangeSodahub/ORV, ``initial_combine_linear``),
+each condition's VAE latents go through the transformer's *own* patch embedding
+(positional embedding included), so the fusion works in token space on ``k * D``
+features; the linear layer starts at zero, so a model fresh from stage 1 computes exactly
+the stage-1 function. The patch embedding is the transformer's; this module holds only
+the linear layer.
 """
 
 from __future__ import annotations
@@ -16,20 +19,14 @@ from torch import nn
 
 
 class ConditionFusion(nn.Module):
-    def __init__(self, latent_channels: int, num_kinds: int, hidden_dim: int):
+    def __init__(self, inner_dim: int, num_kinds: int):
         super().__init__()
-        self.latent_channels = latent_channels
         self.num_kinds = num_kinds
-        self.proj_in = nn.Conv2d(latent_channels * num_kinds, hidden_dim, kernel_size=1)
-        self.act = nn.SiLU()
-        self.proj_out = nn.Conv2d(hidden_dim, latent_channels, kernel_size=1)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        self.proj = nn.Linear(inner_dim * num_kinds, inner_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
 
-    def forward(self, latents: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """latents (B, F, C, H, W), conditions (B, F, k*C, H, W) -> fused latents (B, F, C, H, W)."""
-        b, f, c, h, w = latents.shape
-        x = latents.repeat(1, 1, self.num_kinds, 1, 1) + conditions.to(latents.dtype)
-        x = x.reshape(b * f, c * self.num_kinds, h, w).to(self.proj_in.weight.dtype)
-        x = self.proj_out(self.act(self.proj_in(x)))
-        return latents + x.reshape(b, f, c, h, w).to(latents.dtype)
+    def forward(self, hidden_states: torch.Tensor, condition_tokens: torch.Tensor) -> torch.Tensor:
+        """hidden (B, N, D), condition tokens (B, N, k*D) -> fused hidden (B, N, D)."""
+        x = hidden_states.repeat(1, 1, self.num_kinds) + condition_tokens.to(hidden_states.dtype)
+        return hidden_states + self.proj(x.to(self.proj.weight.dtype)).to(hidden_states.dtype)

@@ -40,21 +40,34 @@ COGVIDEOX_2B: dict = {
     "use_rotary_positional_embeddings": False,
 }
 
-# Table 8: the starred rows are ORV's own. "conditioning dimension 1920" is read as the
-# hidden width of the condition-fusion MLP (Eq. 2), equal to the transformer width.
+# Table 8 and the official code (OrangeSodahub/ORV): the action MLP is 28 -> 4*512 -> 512,
+# the conditions are fused in token space at the transformer width (1920, Table 8's
+# "conditioning dimension"). Bridge's training size: 17 frames of 320x480 (40x60 latents).
 ORV_2B: dict = {
     **COGVIDEOX_2B,
     "in_channels": 32,  # noisy latents (16) + first-frame latents (16)
+    "sample_height": 40,
+    "sample_width": 60,
+    "sample_frames": 17,
     "action_dim": 7,
     "action_chunk": 4,  # r = the VAE's temporal compression
     "action_embed_dim": 512,  # added to the 512-d time embedding
-    "action_hidden_dim": 512,
+    "action_hidden_dim": 2048,
     "condition_kinds": ["depth", "semantics"],
-    "condition_hidden_dim": 1920,
 }
 
 # Stage 1 of the paper's two-stage SFT: actions only, no visual conditions.
-ORV_2B_ACTION: dict = {**ORV_2B, "condition_kinds": [], "condition_hidden_dim": 1920}
+ORV_2B_ACTION: dict = {**ORV_2B, "condition_kinds": []}
+
+# Upstream's 1.4B model trained from scratch (config/transformer/base_1.4b_480_320_rope.json,
+# traj_image_1.4b_scratch.yaml): 28 layers of 28 heads, rotary positions, vision-only AdaLN.
+ORV_1_4B: dict = {
+    **ORV_2B_ACTION,
+    "num_attention_heads": 28,
+    "num_layers": 28,
+    "use_rotary_positional_embeddings": True,
+    "modulate_text_tokens": False,
+}
 
 # Small enough for a CPU test: 2 blocks, width 16, sample 64x64 pixels / 9 frames.
 ORV_TINY: dict = {
@@ -73,14 +86,14 @@ ORV_TINY: dict = {
     "action_dim": 7,
     "action_chunk": 4,
     "action_embed_dim": 16,
-    "action_hidden_dim": 32,
+    "action_hidden_dim": 64,
     "condition_kinds": ["depth", "semantics"],
-    "condition_hidden_dim": 32,
 }
 
 CONFIGS: dict[str, dict] = {
     "2b": ORV_2B,
     "2b-action": ORV_2B_ACTION,
+    "1.4b": ORV_1_4B,
     "tiny": ORV_TINY,
     "cogvideox-2b": COGVIDEOX_2B,
 }
@@ -92,7 +105,8 @@ def transformer_config(name: str, **overrides) -> dict:
         raise KeyError(f"unknown transformer config {name!r}; known: {', '.join(CONFIGS)}")
     config = copy.deepcopy(CONFIGS[name])
     unknown = set(overrides) - set(ORV_TINY) - set(COGVIDEOX_2B) - {
-        "ofs_embed_dim", "patch_size_t", "use_learned_positional_embeddings", "patch_bias"
+        "ofs_embed_dim", "patch_size_t", "use_learned_positional_embeddings", "patch_bias",
+        "modulate_text_tokens", "num_views", "preprocessing",
     }
     if unknown:
         raise KeyError(f"unknown transformer config keys: {sorted(unknown)}")
@@ -103,5 +117,5 @@ def transformer_config(name: str, **overrides) -> dict:
 def stock_config(config: dict) -> dict:
     """The CogVideoX part of an ORV config (for building the stock model next to ORV)."""
     orv_keys = {"action_dim", "action_chunk", "action_embed_dim", "action_hidden_dim",
-                "condition_kinds", "condition_hidden_dim"}
+                "condition_kinds", "modulate_text_tokens", "num_views", "preprocessing"}
     return {k: v for k, v in config.items() if k not in orv_keys}

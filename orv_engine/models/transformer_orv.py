@@ -1,41 +1,58 @@
-"""ORV's transformer: CogVideoX's, plus actions (chunked, action-expert AdaLN) and conditions.
+"""ORV's transformer: CogVideoX's, plus actions (chunked, action-expert AdaLN), visual
+conditions fused in token space, and (ORV-MV) view attention.
 
 Why a subclass: ORV is a fine-tune of CogVideoX-2B, so every pretrained module is kept
-with its diffusers name (checkpoints of either load into the other's layout) and only
-three things are added (paper Sec. 3.2, Listing 1, Eq. 2, Table 8):
+with its diffusers name and only these are added (paper Sec. 3.2, Listing 1, Eq. 2,
+Table 8), each the same function as the official code (OrangeSodahub/ORV):
 
-- ``action_encoder``: chunk-aligned actions (B, r*L, 7) -> one token per latent frame;
+- ``action_encoder``: chunk-aligned actions (B, r*L, 7) -> one token per latent frame
+  (:mod:`.action_encoder`);
 - the action-expert AdaLN (:mod:`.action_adaln`): vision tokens of latent frame ``j`` are
   modulated from ``silu(temb + action_token_j)`` with the pretrained vision rows of each
   AdaLN, text tokens from ``silu(temb)``; no new AdaLN weights;
-- ``condition_fusion``: VAE latents of ``k`` condition kinds fused into the noisy latents
-  through a zero-initialised MLP.
+- ``condition_fusion``: the VAE latents of ``k`` condition kinds through the model's own
+  patch embedding, fused into the vision tokens by a zero-initialised linear layer
+  (:mod:`.condition_fusion`);
+- ``view_attention_blocks`` when ``num_views`` is set (ORV-MV, :mod:`.view_attention`).
 
 Input: (B, L, 2C, H, W) = noisy latents and first-frame latents (image-to-video), so the
 patch embedding takes 32 channels where CogVideoX-2B (text-to-video) takes 16.
-:meth:`ORVTransformer3DModel.from_pretrained` converts such a folder on the fly: the new
-input channels start at zero and the new modules at zero, so the converted model computes
-exactly what CogVideoX computes (for zero first-frame latents and null actions).
+
+Loading (:meth:`ORVTransformer3DModel.from_pretrained`, one loader for every path): a
+folder of this class loads as saved; a stock CogVideoX folder is converted (16 -> 32 input
+channels with zero new channels, fresh zero-initialised ORV modules: the converted model
+computes exactly what CogVideoX computes for zero first-frame latents and null actions);
+an official ORV folder is converted by :mod:`.upstream_orv`; a single-view folder loaded
+into the multi-view class gets view modules copied from its blocks. Every path checks
+every key and shape before any weight is used.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (see below)
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXTransformer3DModel
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
+from orv_engine.models import upstream_orv
 from orv_engine.models.action_adaln import final_adaln, orv_block_forward
 from orv_engine.models.action_encoder import ChunkedActionEncoder
-from orv_engine.models.condition_fusion import ConditionFusion
 from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_shapes, check_shapes, load_checkpoint
+from orv_engine.models.condition_fusion import ConditionFusion
+from orv_engine.models.preprocessing import ORVPreprocessing
+from orv_engine.models.view_attention import ViewAttention, view_position_table
+
+logger = logging.getLogger(__name__)
 
 ORV_CONFIG_KEYS = (
     "action_dim",
@@ -43,9 +60,21 @@ ORV_CONFIG_KEYS = (
     "action_embed_dim",
     "action_hidden_dim",
     "condition_kinds",
-    "condition_hidden_dim",
+    "modulate_text_tokens",
+    "num_views",
+    "preprocessing",
 )
-NEW_MODULE_PREFIXES = ("action_encoder.", "condition_fusion.")
+NEW_MODULE_PREFIXES = ("action_encoder.", "condition_fusion.", "view_attention_blocks.")
+VIEW_MODULE_PREFIX = "view_attention_blocks."
+# Hub/offloading options of diffusers' loaders; local safetensors folders need none of them.
+DIFFUSERS_LOADER_KWARGS = (
+    "cache_dir", "device_map", "disable_mmap", "force_download", "local_files_only", "low_cpu_mem_usage",
+    "max_memory", "offload_folder", "offload_state_dict", "output_loading_info", "proxies", "revision",
+    "token", "use_flashpack", "use_safetensors", "quantization_config",
+)
+# CogVideoX's rotary tables are laid out for a 480x720 base video (diffusers' pipelines).
+ROPE_BASE_SIZE = (480, 720)
+VAE_SCALE_FACTOR_SPATIAL = 8
 
 # ``ModelMixin`` is imported above on purpose: a saved pipeline names this module as the
 # transformer's library, and diffusers' loader looks the loadable base classes up in it.
@@ -58,9 +87,12 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         action_dim: size of one action (7-DoF end-effector delta + gripper).
         action_chunk: ``r``, actions per latent frame (the VAE's temporal compression).
         action_embed_dim: size of an action token; must equal ``time_embed_dim`` (added to it).
-        action_hidden_dim: hidden width of the action MLP (default: ``time_embed_dim``).
-        condition_kinds: names of the visual conditions, in channel order (e.g. depth, semantics).
-        condition_hidden_dim: hidden width of the fusion MLP (default: the transformer width).
+        action_hidden_dim: hidden width of the action MLP (default ``4 * time_embed_dim``).
+        condition_kinds: names of the visual conditions, in fusion order (e.g. depth, semantics).
+        modulate_text_tokens: CogVideoX-2B's AdaLN with text rows (True), or vision rows only
+            and blocks that never see the text (upstream's 1.4B models trained from scratch).
+        num_views: None for single-view ORV; the number of view positions of ORV-MV.
+        preprocessing: the inputs this checkpoint expects (:class:`.preprocessing.ORVPreprocessing`).
     """
 
     _skip_layerwise_casting_patterns = ["patch_embed", "norm", "action_encoder", "condition_fusion"]
@@ -101,7 +133,9 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         action_embed_dim: int | None = None,
         action_hidden_dim: int | None = None,
         condition_kinds: tuple[str, ...] | list[str] = (),
-        condition_hidden_dim: int | None = None,
+        modulate_text_tokens: bool = True,
+        num_views: int | None = None,
+        preprocessing: dict | None = None,
     ):
         if patch_size_t is not None:
             raise ValueError(
@@ -125,6 +159,9 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
                 f"action_chunk ({action_chunk}) must equal the VAE's temporal compression "
                 f"temporal_compression_ratio ({temporal_compression_ratio}): one chunk per latent frame"
             )
+        if num_views is not None and num_views < 1:
+            raise ValueError(f"num_views must be None (single view) or >= 1, got {num_views}")
+        ORVPreprocessing.from_dict(preprocessing)  # validate early: a bad record fails at load
         super().__init__(
             num_attention_heads=num_attention_heads,
             attention_head_dim=attention_head_dim,
@@ -156,24 +193,42 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
             patch_bias=patch_bias,
         )
         inner_dim = num_attention_heads * attention_head_dim
+        if not modulate_text_tokens:  # vision rows only (upstream's modulate_encoder_hidden_states=False)
+            for block in self.transformer_blocks:
+                block.norm1.linear = torch.nn.Linear(time_embed_dim, 3 * inner_dim, bias=True)
+                block.norm2.linear = torch.nn.Linear(time_embed_dim, 3 * inner_dim, bias=True)
         self.action_encoder = ChunkedActionEncoder(
             action_dim=action_dim,
             action_chunk=action_chunk,
             embed_dim=time_embed_dim,
-            hidden_dim=action_hidden_dim or time_embed_dim,
+            hidden_dim=action_hidden_dim or 4 * time_embed_dim,
         )
         kinds = list(condition_kinds or ())
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"condition_kinds has duplicates: {kinds}")
-        self.condition_fusion = (
-            ConditionFusion(out_channels, len(kinds), condition_hidden_dim or inner_dim) if kinds else None
-        )
+        self.condition_fusion = ConditionFusion(inner_dim, len(kinds)) if kinds else None
+        self.view_attention_blocks = None
+        if num_views is not None:
+            self.view_attention_blocks = torch.nn.ModuleList([
+                ViewAttention(inner_dim, num_attention_heads, attention_head_dim, time_embed_dim,
+                              norm_elementwise_affine, norm_eps, attention_bias, modulate_text_tokens)
+                for _ in range(num_layers)
+            ])
+            for view_block, block in zip(self.view_attention_blocks, self.transformer_blocks):
+                view_block.copy_from_block(block)
 
-    # ------------------------------------------------------------------ forward
+    # ------------------------------------------------------------------ properties
 
     @property
     def condition_kinds(self) -> list[str]:
         return list(self.config.condition_kinds or ())
+
+    @property
+    def preprocessing(self) -> ORVPreprocessing:
+        """The input conventions this checkpoint was trained with (defaults: this project's)."""
+        return ORVPreprocessing.from_dict(self.config.preprocessing)
+
+    # ------------------------------------------------------------------ forward
 
     def _check_inputs(self, hidden_states, encoder_hidden_states, condition_latents):
         cfg = self.config
@@ -205,6 +260,19 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
                 "channels, concatenated on channels, same frames/size as the latents)"
             )
 
+    def rotary_embedding(self, num_frames: int, height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """CogVideoX 1.0's 3D rotary table for ``num_frames`` latent frames of ``height x width``
+        latents (the layout of diffusers' CogVideoX pipelines and upstream ORV's training)."""
+        p = self.config.patch_size
+        grid_h, grid_w = height // p, width // p
+        base_h, base_w = (size // (VAE_SCALE_FACTOR_SPATIAL * p) for size in ROPE_BASE_SIZE)
+        crops = get_resize_crop_region_for_grid((grid_h, grid_w), base_w, base_h)
+        cos, sin = get_3d_rotary_pos_embed(
+            embed_dim=self.config.attention_head_dim, crops_coords=crops, grid_size=(grid_h, grid_w),
+            temporal_size=num_frames, device=device,
+        )
+        return cos.to(device), sin.to(device)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -231,54 +299,114 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
             Other arguments as in ``CogVideoXTransformer3DModel.forward``.
         """
         self._check_inputs(hidden_states, encoder_hidden_states, condition_latents)
+        output = self.forward_views(hidden_states, encoder_hidden_states, timestep, actions, condition_latents,
+                                    null_action_mask, 1, None, timestep_cond, ofs, image_rotary_emb, attention_kwargs)
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+    def forward_views(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        timestep,
+        actions: torch.Tensor | None,
+        condition_latents: torch.Tensor | None,
+        null_action_mask: torch.Tensor | None,
+        num_views: int,
+        view_ids: torch.Tensor | None,
+        timestep_cond: torch.Tensor | None = None,
+        ofs=None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """The forward pass on ``N = B * num_views`` flattened videos (views of a sample
+        adjacent; per-sample inputs already repeated per view). Returns (N, L, C, H, W)."""
         batch_size, num_frames, _, height, width = hidden_states.shape
 
         # 1. Time embedding (stock), action tokens, the two AdaLN inputs (computed once).
+        timestep = torch.as_tensor(timestep, device=hidden_states.device)
+        if timestep.ndim == 0:
+            timestep = timestep.expand(batch_size)
         t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
         emb = self.time_embedding(t_emb, timestep_cond)
         if self.ofs_embedding is not None:
             ofs_emb = self.ofs_embedding(self.ofs_proj(ofs).to(dtype=hidden_states.dtype))
             emb = emb + ofs_emb
         action_tokens = self.action_encoder(actions, batch_size, num_frames, null_action_mask, dtype=emb.dtype)
-        vision_cond = F.silu(emb[:, None, :] + action_tokens)  # (B, L, T)
-        text_cond = F.silu(emb)  # (B, T)
+        vision_cond = F.silu(emb[:, None, :] + action_tokens)  # (N, L, T)
+        text_cond = F.silu(emb)  # (N, T)
         if vision_cond.shape[0] != batch_size:
             vision_cond = vision_cond.expand(batch_size, -1, -1)
             text_cond = text_cond.expand(batch_size, -1)
+        if image_rotary_emb is None and self.config.use_rotary_positional_embeddings:
+            image_rotary_emb = self.rotary_embedding(num_frames, height, width, hidden_states.device)
 
-        # 2. Visual conditions into the noisy latents (Eq. 2), then the stock patch embedding.
-        if condition_latents is not None:
-            c = self.config.out_channels
-            noisy = self.condition_fusion(hidden_states[:, :, :c], condition_latents)
-            hidden_states = torch.cat([noisy, hidden_states[:, :, c:]], dim=2)
-        hidden_states = self.patch_embed(encoder_hidden_states, hidden_states)
-        hidden_states = self.embedding_dropout(hidden_states)
+        # 2. Patch embedding (stock), view positions (ORV-MV), condition tokens fused (Eq. 2).
         text_seq_length = encoder_hidden_states.shape[1]
-        encoder_hidden_states = hidden_states[:, :text_seq_length]
-        hidden_states = hidden_states[:, text_seq_length:]
+        tokens = self.embedding_dropout(self.patch_embed(encoder_hidden_states, hidden_states))
+        text_tokens, tokens = tokens[:, :text_seq_length], tokens[:, text_seq_length:]
+        if self.view_attention_blocks is not None and num_views > 1:  # upstream: no view positions for one view
+            tokens = tokens + self._view_positions(tokens, num_views, view_ids, num_frames, height, width)
+        if condition_latents is not None:
+            tokens = self.condition_fusion(tokens, self._condition_tokens(encoder_hidden_states, condition_latents))
 
-        # 3. Transformer blocks with the action-expert AdaLN.
-        for block in self.transformer_blocks:
-            args = (hidden_states, encoder_hidden_states, vision_cond, text_cond, image_rotary_emb, attention_kwargs)
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(
-                    functools.partial(orv_block_forward, block), *args
-                )
+        # 3. Blocks: view attention (ORV-MV), then the block with the action-expert AdaLN.
+        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
+        for i, block in enumerate(self.transformer_blocks):
+            if self.view_attention_blocks is not None:
+                view_args = (tokens, text_tokens, text_cond, num_views, num_frames)
+                view_block = self.view_attention_blocks[i]
+                tokens = self._gradient_checkpointing_func(view_block, *view_args) if checkpointing else view_block(*view_args)
+            args = (tokens, text_tokens, vision_cond, text_cond, image_rotary_emb, attention_kwargs)
+            if checkpointing:
+                tokens, text_tokens = self._gradient_checkpointing_func(functools.partial(orv_block_forward, block), *args)
             else:
-                hidden_states, encoder_hidden_states = orv_block_forward(block, *args)
+                tokens, text_tokens = orv_block_forward(block, *args)
 
         # 4. Final norms (the AdaLN one per latent frame) and projection.
-        hidden_states = self.norm_final(hidden_states)
-        hidden_states = final_adaln(self.norm_out, hidden_states, vision_cond)
-        hidden_states = self.proj_out(hidden_states)
+        tokens = self.norm_final(tokens)
+        tokens = final_adaln(self.norm_out, tokens, vision_cond)
+        tokens = self.proj_out(tokens)
 
         # 5. Unpatchify (CogVideoX 1.0 layout).
         p = self.config.patch_size
-        output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
-        output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
-        if not return_dict:
-            return (output,)
-        return Transformer2DModelOutput(sample=output)
+        output = tokens.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
+        return output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+
+    def _condition_tokens(self, encoder_hidden_states: torch.Tensor, condition_latents: torch.Tensor) -> torch.Tensor:
+        """(N, L, k*C, H, W) -> (N, L*P, k*D): each kind through the model's own patch
+        embedding, positional embedding included; an image-to-video model takes a condition
+        latent twice on channels (upstream's ``cat([c, c])``)."""
+        c = self.config.out_channels
+        text_seq_length = encoder_hidden_states.shape[1]
+        tokens = []
+        for i in range(len(self.condition_kinds)):
+            latents = condition_latents[:, :, i * c : (i + 1) * c].to(self.patch_embed.proj.weight.dtype)
+            if self.config.in_channels == 2 * c:
+                latents = torch.cat([latents, latents], dim=2)
+            embedded = self.embedding_dropout(self.patch_embed(encoder_hidden_states, latents))
+            tokens.append(embedded[:, text_seq_length:])
+        return torch.cat(tokens, dim=-1)
+
+    def _view_positions(self, tokens, num_views: int, view_ids, num_frames: int, height: int, width: int):
+        """(N, L*P, D) positions PE_v (+) PE_s of each flattened video's view (Eq. 3)."""
+        n = tokens.shape[0]
+        b = n // num_views
+        if num_views > self.config.num_views:
+            raise ValueError(f"{num_views} views given, the model has positions for num_views={self.config.num_views}")
+        if view_ids is None:
+            view_ids = torch.arange(num_views, device=tokens.device).expand(b, num_views)
+        p = self.config.patch_size
+        key = (height // p, width // p, str(tokens.device))
+        cache = self.__dict__.setdefault("_view_position_cache", {})
+        if key not in cache:
+            cache.clear()
+            inner_dim = tokens.shape[-1]
+            cache[key] = view_position_table(inner_dim, self.config.num_views, height // p, width // p,
+                                             self.config.spatial_interpolation_scale, 1.0, device=tokens.device)
+        table = cache[key][view_ids.to(tokens.device).reshape(-1)]  # (N, P, D)
+        return table.to(tokens.dtype).repeat(1, num_frames, 1)
 
     # ------------------------------------------------------------------ loading
 
@@ -287,62 +415,116 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         """Build ORV around an in-memory CogVideoX transformer (weights copied, see module doc)."""
         config = _orv_config_from_stock(dict(stock.config), orv_config)
         model = cls.from_config(config)
-        state = {k: v for k, v in stock.state_dict().items()}
-        _load_converted(model, state, source=f"{type(stock).__name__} instance")
+        _load_into(model, dict(stock.state_dict()), source=f"{type(stock).__name__} instance", allow_new=True)
         # nn.Module.to: ModelMixin.to warns about fp32 modules, and ORV has none to keep.
         return model if stock.dtype == model.dtype else torch.nn.Module.to(model, dtype=stock.dtype)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """Load an ORV checkpoint, or convert a CogVideoX transformer folder (local paths only).
+        """Load any transformer folder this project knows (local paths only).
 
-        An ORV folder (``config.json`` names ``ORVTransformer3DModel``) loads as saved; a
-        CogVideoX text-to-video folder (e.g. ``CogVideoX-2b/transformer``) is converted: 16
-        -> 32 input channels with zero new channels, fresh zero-initialised ORV modules.
+        - a folder of this class (``config.json`` names it) loads as saved;
+        - a CogVideoX folder (e.g. ``CogVideoX-2b/transformer``) is converted: 16 -> 32 input
+          channels with zero new channels, fresh zero-initialised ORV modules;
+        - an official ORV folder (``CogVideoXTransformer3DModelTraj``, sharded or not) is
+          converted in memory (:mod:`.upstream_orv`; one log line says what was mapped and
+          what was dropped);
+        - a single-view folder loaded by the multi-view class gets view-attention modules
+          copied from its blocks (``num_views`` keyword, default 3).
+
         ORV config keys (``action_dim``, ``condition_kinds``, ...) may be passed as keyword
-        overrides for the conversion. Missing or mismatched weights raise
-        :class:`CheckpointError` naming them.
+        overrides. Missing, unexpected or mis-shaped weights, a truncated file or a folder
+        without config raise :class:`CheckpointError` naming them, before any weight is used.
         """
-        subfolder = kwargs.get("subfolder")
-        variant = kwargs.get("variant")
         folder = Path(pretrained_model_name_or_path)
-        if subfolder:
-            folder = folder / subfolder
-        if not folder.is_dir():
-            raise CheckpointError(
-                f"{folder} is not a local folder. ORV loads local checkpoints only: download the model "
-                "first (e.g. `huggingface-cli download zai-org/CogVideoX-2b --local-dir CogVideoX-2b`) and "
-                "pass the folder (with subfolder='transformer' for a whole pipeline folder)"
-            )
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            hint = " (pass subfolder='transformer' for a pipeline folder)" if (folder / "transformer").is_dir() else ""
-            raise CheckpointError(f"{folder} has no config.json; is it a diffusers transformer folder?{hint}")
-        saved = json.loads(config_file.read_text())
-        if saved.get("_class_name") == "ORVMultiViewTransformer3DModel" and cls is ORVTransformer3DModel:
-            raise CheckpointError(
-                f"{folder} holds a multi-view ORV model (ORV-MV); load it with "
-                "orv_engine.models.transformer_orv_mv.ORVMultiViewTransformer3DModel.from_pretrained")
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in ORV_CONFIG_KEYS or k in saved}
+        if kwargs.get("subfolder"):
+            folder = folder / kwargs.pop("subfolder")
+        kwargs.pop("subfolder", None)
+        variant = kwargs.pop("variant", None)
+        torch_dtype = kwargs.pop("torch_dtype", kwargs.pop("dtype", None))  # diffusers 0.42 renamed it
+        for name in DIFFUSERS_LOADER_KWARGS:  # what DiffusionPipeline.from_pretrained passes to every model
+            kwargs.pop(name, None)
+        config, source_kind = read_transformer_config(folder, cls, kwargs)
+        unknown = sorted(set(kwargs) - set(ORV_CONFIG_KEYS) - set(config))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.from_pretrained: unknown keyword arguments {unknown}")
+        config.update(kwargs)
 
-        if saved.get("_class_name") == cls.__name__ or any(k in saved for k in ORV_CONFIG_KEYS):
-            config = {**{k: v for k, v in saved.items() if not k.startswith("_")}, **overrides}
-            with torch.device("meta"):
-                expected = cls.from_config(config).state_dict()
-            found = checkpoint_shapes(folder, variant)
-            check_shapes(expected, found, folder)
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs, **overrides)
+        # 1. Check names and shapes from the file headers, before any weight is read.
+        found = checkpoint_shapes(folder, variant)
+        if source_kind == "upstream":
+            found = upstream_orv.convert_shapes(found)
+        with torch.device("meta"):
+            expected = cls.from_config(config).state_dict()
+        _check_keys(expected, found, folder, source_kind)
 
-        # A stock CogVideoX folder: convert.
-        torch_dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))  # diffusers 0.42 renamed it
-        config = _orv_config_from_stock(saved, overrides)
+        # 2. Build, read, convert names, load (strict up to the modules a conversion adds).
         model = cls.from_config(config)
         state = load_checkpoint(folder, variant)
-        _load_converted(model, state, source=str(folder))
+        if source_kind == "upstream":
+            state, used, dropped = upstream_orv.convert_state_dict(state)
+            logger.info(upstream_orv.summary(folder, used, dropped))
+        _load_into(model, state, source=str(folder), allow_new=source_kind != "orv")
         model.eval()
         if torch_dtype is not None:
             model = torch.nn.Module.to(model, dtype=torch_dtype)
         return model
+
+
+def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, str]:
+    """The ORV config for ``folder`` and what the folder holds: "orv", "upstream" or "cogvideox"."""
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder} is not a local folder. ORV loads local checkpoints only: download the model "
+            "first (e.g. `huggingface-cli download zai-org/CogVideoX-2b --local-dir CogVideoX-2b`) and "
+            "pass the folder (with subfolder='transformer' for a whole pipeline folder)"
+        )
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        hint = " (pass subfolder='transformer' for a pipeline folder)" if (folder / "transformer").is_dir() else ""
+        raise CheckpointError(f"{folder} has no config.json; is it a diffusers transformer folder?{hint}")
+    try:
+        saved = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_file} is not valid JSON ({error})") from error
+    multi_view = cls.__name__ == "ORVMultiViewTransformer3DModel"
+    if upstream_orv.is_upstream_config(saved):
+        config = upstream_orv.convert_config(saved, folder, overrides.pop("condition_kinds", None))
+        kind = "upstream"
+    elif saved.get("_class_name") in ("ORVTransformer3DModel", "ORVMultiViewTransformer3DModel") or any(
+        k in saved for k in ORV_CONFIG_KEYS
+    ):
+        config = {k: v for k, v in saved.items() if not k.startswith("_")}
+        kind = "orv"
+    else:
+        config = _orv_config_from_stock(saved, {})
+        kind = "cogvideox"
+    has_views = config.get("num_views") is not None
+    if has_views and not multi_view:
+        raise CheckpointError(
+            f"{folder} holds a multi-view ORV model (ORV-MV); load it with "
+            "orv_engine.models.transformer_orv_mv.ORVMultiViewTransformer3DModel.from_pretrained")
+    if multi_view and not has_views:
+        config["num_views"] = overrides.pop("num_views", 3)
+        kind = "single-view" if kind == "orv" else kind
+    return config, kind
+
+
+def _check_keys(expected: dict, found: dict, folder, source_kind: str) -> None:
+    """Every key and shape; a conversion may leave exactly the modules it creates missing."""
+    if source_kind == "cogvideox":
+        found = dict(found)
+        key = "patch_embed.proj.weight"
+        if key in found and key in expected and found[key][1] * 2 == tuple(expected[key].shape)[1]:
+            found[key] = tuple(expected[key].shape)  # text-to-video: the first-frame channels are added
+    creatable = {"cogvideox": NEW_MODULE_PREFIXES, "single-view": (VIEW_MODULE_PREFIX,),
+                 "upstream": (VIEW_MODULE_PREFIX,)}.get(source_kind, ())
+    check_shapes(_required(expected, found, creatable), found, folder)
+
+
+def _required(expected: dict, found: dict, creatable: tuple[str, ...]) -> dict:
+    """``expected`` less the modules a conversion creates when the checkpoint lacks them."""
+    return {k: v for k, v in expected.items() if k in found or not k.startswith(creatable)} if creatable else expected
 
 
 def _orv_config_from_stock(stock: dict, overrides: dict) -> dict:
@@ -354,8 +536,10 @@ def _orv_config_from_stock(stock: dict, overrides: dict) -> dict:
     return config
 
 
-def _load_converted(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy stock weights into ``model``: expand the patch embedding, check every key."""
+def _load_into(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], source: str, allow_new: bool) -> None:
+    """Copy ``state`` into ``model``: grow a text-to-video patch embedding, check every key;
+    modules the checkpoint lacks (``allow_new``) keep their zero-start init, view modules are
+    copied from their blocks."""
     key = "patch_embed.proj.weight"
     expected = model.state_dict()
     if key in state and key in expected:
@@ -364,10 +548,11 @@ def _load_converted(model: ORVTransformer3DModel, state: dict[str, torch.Tensor]
             grown = torch.zeros(new_shape, dtype=old.dtype)
             grown[:, : old.shape[1]] = old
             state[key] = grown
-    check_shapes(
-        {k: v for k, v in expected.items() if not k.startswith(NEW_MODULE_PREFIXES)},
-        {k: tuple(v.shape) for k, v in state.items()},
-        source,
-    )
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    check_shapes(_required(expected, found, NEW_MODULE_PREFIXES if allow_new else ()), found, source)
     result = model.load_state_dict(state, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
+    if result.unexpected_keys:  # check_shapes has reported these already; never load silently
+        raise CheckpointError(f"{source}: unexpected weights {result.unexpected_keys}")
+    if model.view_attention_blocks is not None and not any(k.startswith(VIEW_MODULE_PREFIX) for k in state):
+        for view_block, block in zip(model.view_attention_blocks, model.transformer_blocks):
+            view_block.copy_from_block(block)

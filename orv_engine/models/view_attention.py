@@ -1,41 +1,40 @@
 """ORV-MV's view attention: tokens of the same latent frame attend across camera views.
 
-Why a separate module per block (paper Sec. 3.2.1, Fig. 5, summary "multiview module"):
-CogVideoX's 3D attention (the *single-view module*) mixes the ``T*H*W`` tokens of one video
-(``F_P in R^{B_P x THW x D}``). ORV-MV adds, before each block, a *multiview module* whose
-attention runs over ``F_V in R^{(B*T) x (V*H*W) x D}``: for every latent frame, the tokens
+Why a separate module per block (paper Sec. 3.2.1, Fig. 5): CogVideoX's 3D attention (the
+*single-view module*) mixes the ``T*H*W`` tokens of one video. ORV-MV adds, before each
+block, a *multiview module* whose attention runs, for every latent frame, over the tokens
 of all ``V`` views of that frame. Everything else stays per view.
 
-- Weights: a copy of the block's pretrained attention (``attn1``: q/k/v, per-head
-  LayerNorms, output projection) and of its normalisation, so the module starts as the
-  single-view module would (paper Sec. 10.2.2: "initialize ... through copying from the
-  singleview module").
-- Zero start: the residual gate is zero-initialised, so a fresh multi-view model computes
-  exactly what the single-view model computes; the gate is the only path to the residual.
-- Conditioning: the AdaLN of the copied ``norm1`` fed with ``silu(temb)`` alone (the
-  timestep; no action token, no text tokens). The paper's multiview module "excludes
-  action priors"; keeping the timestep modulation means the copied attention sees tokens
-  scaled the way its pretrained weights expect at every noise level (a plain LayerNorm
-  would feed it unmodulated tokens at the start of fine-tuning).
-- Positions (Eq. 3): ``PE(v, x, y) = PE_v(v) (+) PE_s(x, y)``, CogVideoX's own 3D
-  sin-cos embedding (:func:`diffusers.models.embeddings.get_3d_sincos_pos_embed`) with the
-  frame axis replaced by the view index, added to the normalised tokens before the
-  attention. ``(+)`` is CogVideoX's channel concatenation: 1/4 of the channels encode the
-  view, 3/4 the patch position. The view index is an input (``view_ids``), so permuting
-  the views together with their ids permutes the outputs (the attention itself has no
-  order).
+The function is the official one (OrangeSodahub/ORV ``MVBlock``; its ``mv_blocks.i`` keys
+load here as ``view_attention_blocks.i``, :mod:`orv_engine.models.upstream_orv`):
+
+- ``norm1``: a CogVideoX AdaLN fed with the time embedding alone (no action token), the
+  vision rows modulating the vision tokens and, when the model modulates text
+  (CogVideoX-2B), the text rows modulating the text tokens;
+- ``attn1``: attention over ``[text tokens of all V views; the V*P vision tokens of one
+  latent frame]`` (the text part of its output is dropped), CogVideoX's attention layout;
+- ``proj_out``: a linear layer, zero at the start, then the vision gate of ``norm1``; the
+  module's only path to the residual, so a fresh module adds nothing.
+- Positions (Eq. 3): ``PE_v(v) (+) PE_s(x, y)`` (CogVideoX's 3D sin-cos table with the frame
+  axis replaced by the view index) is added to the vision tokens once, before the first
+  block and only when there are several views (:meth:`ORVTransformer3DModel.forward_views`),
+  not inside this module. So a fresh multi-view model equals the single-view one for one
+  view; with several, only through the positions added to the residual stream.
+
+Upstream also has a ``cam_encoder`` per block that its forward never uses; it is dropped.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import get_3d_sincos_pos_embed
+from diffusers.models.normalization import CogVideoXLayerNormZero
 
 
 class ViewAttention(nn.Module):
-    """One multiview module: AdaLN(timestep) -> + view/space positions -> attention -> gated residual."""
+    """One multiview module: AdaLN(timestep) -> attention across views (+ text) -> projection -> gate."""
 
     def __init__(
         self,
@@ -46,55 +45,58 @@ class ViewAttention(nn.Module):
         norm_elementwise_affine: bool = True,
         norm_eps: float = 1e-5,
         attention_bias: bool = True,
-        attention_out_bias: bool = True,
+        modulate_text_tokens: bool = True,
     ):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=norm_elementwise_affine)
-        # shift, scale, gate from silu(temb); the gate rows start at zero.
-        self.modulation = nn.Linear(time_embed_dim, 3 * dim, bias=True)
-        self.attn = Attention(
+        self.norm1 = CogVideoXLayerNormZero(time_embed_dim, dim, norm_elementwise_affine, norm_eps, bias=True)
+        if not modulate_text_tokens:
+            self.norm1.linear = nn.Linear(time_embed_dim, 3 * dim, bias=True)
+        self.attn1 = Attention(
             query_dim=dim, dim_head=attention_head_dim, heads=num_attention_heads, qk_norm="layer_norm",
-            eps=1e-6, bias=attention_bias, out_bias=attention_out_bias,
+            eps=1e-6, bias=attention_bias, out_bias=True, processor=CogVideoXAttnProcessor2_0(),
         )
-        self.zero_gate()
-
-    @torch.no_grad()
-    def zero_gate(self) -> None:
-        dim = self.norm.normalized_shape[0]
-        self.modulation.weight[2 * dim :].zero_()
-        self.modulation.bias[2 * dim :].zero_()
+        self.proj_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
 
     @torch.no_grad()
     def copy_from_block(self, block) -> None:
-        """Copy a ``CogVideoXBlock``'s attention and the vision rows of its first AdaLN; zero the gate."""
-        dim = self.norm.normalized_shape[0]
-        self.norm.load_state_dict(block.norm1.norm.state_dict())
-        linear = block.norm1.linear  # rows: vision shift/scale/gate, text shift/scale/gate
-        self.modulation.weight.copy_(linear.weight[: 3 * dim])
-        self.modulation.bias.copy_(linear.bias[: 3 * dim])
-        self.attn.load_state_dict(block.attn1.state_dict())
-        self.zero_gate()
+        """Start from a ``CogVideoXBlock``: its first AdaLN and attention; ``proj_out`` zero."""
+        self.norm1.load_state_dict(block.norm1.state_dict())
+        self.attn1.load_state_dict(block.attn1.state_dict())
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
 
     def forward(
         self,
         hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
         time_cond: torch.Tensor,
         num_views: int,
-        view_positions: torch.Tensor,
+        num_frames: int,
     ) -> torch.Tensor:
-        """hidden_states: (B*V, L*P, D), views of a sample adjacent; time_cond: silu(temb) (B, T);
-        view_positions: (B, V, P, D) PE(v, x, y) of each sample's views. Returns (B*V, L*P, D)."""
+        """hidden_states (B*V, L*P, D), views of a sample adjacent; encoder_hidden_states
+        (B*V, S, D) each view's text tokens; time_cond ``silu(temb)`` (B*V, T); ``L`` latent
+        frames. Returns (B*V, L*P, D)."""
         bv, lp, d = hidden_states.shape
-        b = bv // num_views
-        p = view_positions.shape[2]
-        num_frames = lp // p
-        x = hidden_states.reshape(b, num_views, num_frames, p, d).transpose(1, 2)  # (B, L, V, P, D)
-        shift, scale, gate = self.modulation(time_cond).chunk(3, dim=-1)  # (B, D) each
-        normed = self.norm(x) * (1 + scale)[:, None, None, None] + shift[:, None, None, None]
-        normed = normed + view_positions[:, None].to(normed.dtype)
-        out = self.attn(normed.reshape(b * num_frames, num_views * p, d))
-        x = x + gate[:, None, None, None] * out.reshape(b, num_frames, num_views, p, d)
-        return x.transpose(1, 2).reshape(bv, lp, d)
+        b, s = bv // num_views, encoder_hidden_states.shape[1]
+        modulation = self.norm1.linear(time_cond)
+        shift, scale, gate = modulation[:, : 3 * d].chunk(3, dim=-1)
+        normed = self.norm1.norm(hidden_states) * (1 + scale)[:, None] + shift[:, None]
+        p = lp // num_frames
+        # (B*V, L*P, D) -> (B*L, V*P, D): one sequence per latent frame over all views.
+        x = normed.reshape(b, num_views, num_frames, p, d).transpose(1, 2).reshape(b * num_frames, num_views * p, d)
+        if modulation.shape[-1] == 6 * d:
+            enc_shift, enc_scale, _ = modulation[:, 3 * d :].chunk(3, dim=-1)
+            text = self.norm1.norm(encoder_hidden_states) * (1 + enc_scale)[:, None] + enc_shift[:, None]
+            text = text.reshape(b, 1, num_views * s, d).expand(b, num_frames, num_views * s, d)
+            text = text.reshape(b * num_frames, num_views * s, d)
+        else:
+            text = x[:, :0]
+        out, _ = self.attn1(hidden_states=x, encoder_hidden_states=text)
+        out = self.proj_out(out)
+        out = out.reshape(b, num_frames, num_views, p, d).transpose(1, 2).reshape(bv, lp, d)
+        return hidden_states + gate[:, None] * out
 
 
 def view_position_table(

@@ -1,0 +1,83 @@
+"""``orv-convert``: write a checkpoint in this project's layout once, instead of converting
+it in memory at every load.
+
+    orv-convert orv-official SRC DST      # an official ORV transformer folder (OrangeSodahub/ORV)
+
+``SRC`` is a transformer folder written by upstream's ``CogVideoXTransformer3DModelTraj``
+(``config.json`` + one or several safetensors files); ``DST`` becomes an
+``ORVTransformer3DModel`` (or, for upstream's multi-view models,
+``ORVMultiViewTransformer3DModel``) folder whose config records the preprocessing upstream
+trained with. The weights keep their stored precision unless ``--dtype`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_files, read_header
+from orv_engine.models.transformer_orv import ORVTransformer3DModel
+from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
+from orv_engine.models.upstream_orv import is_upstream_config
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def stored_dtype(folder: Path) -> torch.dtype:
+    """The precision of the first tensor of the folder (upstream saves one precision)."""
+    header = read_header(checkpoint_files(folder)[0])
+    for key, entry in header.items():
+        if key != "__metadata__":
+            return SAFETENSORS_DTYPES.get(entry["dtype"], torch.float32)
+    return torch.float32
+
+
+def convert_official(src: Path, dst: Path, dtype: str = "keep", condition_kinds: list[str] | None = None) -> Path:
+    config_file = src / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{src} has no config.json; is it a transformer folder?")
+    saved = json.loads(config_file.read_text())
+    if not is_upstream_config(saved):
+        raise CheckpointError(
+            f"{src} is not an official ORV folder: its config.json names {saved.get('_class_name')!r}, "
+            "not 'CogVideoXTransformer3DModelTraj'"
+        )
+    if dst.exists() and any(dst.iterdir()):
+        raise CheckpointError(f"{dst} exists and is not empty; choose a new folder")
+    cls = ORVMultiViewTransformer3DModel if saved.get("multiview") else ORVTransformer3DModel
+    kwargs = {} if condition_kinds is None else {"condition_kinds": condition_kinds}
+    model = cls.from_pretrained(src, **kwargs)
+    target = stored_dtype(src) if dtype == "keep" else DTYPES[dtype]
+    model = torch.nn.Module.to(model, dtype=target)
+    model.save_pretrained(dst)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orv-convert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="source", required=True)
+    official = sub.add_parser("orv-official", help="an official ORV transformer folder -> ORVTransformer3DModel")
+    official.add_argument("src", type=Path, help="upstream transformer folder (config.json + safetensors)")
+    official.add_argument("dst", type=Path, help="new folder to write")
+    official.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
+    official.add_argument("--condition-kinds", nargs="+", default=None,
+                          help="for an upstream model with one condition: depth or semantics")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        dst = convert_official(args.src, args.dst, args.dtype, args.condition_kinds)
+    except CheckpointError as error:
+        print(f"orv-convert: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
