@@ -177,9 +177,10 @@ def test_bad_inputs_raise_clear_errors():
     image = first_frame()
     with pytest.raises(ValueError, match="action_dim=7"):
         pipe(image, np.zeros((NUM_FRAMES, 6), np.float32), num_inference_steps=1)
+    chunked = np.concatenate([np.zeros((4, 7), np.float32), frame_actions()])
     with pytest.raises(ValueError, match="look chunk-aligned"):
-        pipe(image, np.zeros((NUM_FRAMES + 4, 7), np.float32), num_inference_steps=1)
-    with pytest.raises(ValueError, match="8N\\+1"):
+        pipe(image, chunked, num_inference_steps=1)
+    with pytest.raises(ValueError, match="4k\\+1"):
         pipe(image, np.zeros((10, 7), np.float32), num_inference_steps=1)
     bad = condition_maps()
     bad["depth"] = bad["depth"][:, :32, :32]

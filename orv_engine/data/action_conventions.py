@@ -43,10 +43,7 @@ import warnings
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-ACTION_CONVENTIONS = ("dataset", "eef-frame")
-
-# Upstream's ``c_act_scaler``: translations and rotation angles x20, the gripper as is.
-EEF_FRAME_SCALE = (20.0, 20.0, 20.0, 20.0, 20.0, 20.0, 1.0)
+from orv_engine.models.preprocessing import ACTION_CONVENTIONS, EEF_FRAME_SCALE  # the checkpoint's vocabulary
 
 STATE_DIM = 7
 POSITION = slice(0, 3)  # columns of Episode.states

@@ -415,7 +415,8 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         """Build ORV around an in-memory CogVideoX transformer (weights copied, see module doc)."""
         config = _orv_config_from_stock(dict(stock.config), orv_config)
         model = cls.from_config(config)
-        _load_into(model, dict(stock.state_dict()), source=f"{type(stock).__name__} instance", allow_new=True)
+        _load_into(model, dict(stock.state_dict()), source=f"{type(stock).__name__} instance",
+                   creatable=NEW_MODULE_PREFIXES)
         # nn.Module.to: ModelMixin.to warns about fp32 modules, and ORV has none to keep.
         return model if stock.dtype == model.dtype else torch.nn.Module.to(model, dtype=stock.dtype)
 
@@ -444,7 +445,7 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         torch_dtype = kwargs.pop("torch_dtype", kwargs.pop("dtype", None))  # diffusers 0.42 renamed it
         for name in DIFFUSERS_LOADER_KWARGS:  # what DiffusionPipeline.from_pretrained passes to every model
             kwargs.pop(name, None)
-        config, source_kind = read_transformer_config(folder, cls, kwargs)
+        config, source_kind, creatable = read_transformer_config(folder, cls, kwargs)
         unknown = sorted(set(kwargs) - set(ORV_CONFIG_KEYS) - set(config))
         if unknown:
             raise TypeError(f"{cls.__name__}.from_pretrained: unknown keyword arguments {unknown}")
@@ -456,23 +457,31 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
             found = upstream_orv.convert_shapes(found)
         with torch.device("meta"):
             expected = cls.from_config(config).state_dict()
-        _check_keys(expected, found, folder, source_kind)
+        if source_kind == "cogvideox":
+            found = _grown_patch_embedding(found, expected)
+        check_shapes(_required(expected, found, creatable), found, folder)
 
-        # 2. Build, read, convert names, load (strict up to the modules a conversion adds).
+        # 2. Build, read, convert names, load (strict up to the modules a conversion creates).
         model = cls.from_config(config)
         state = load_checkpoint(folder, variant)
         if source_kind == "upstream":
             state, used, dropped = upstream_orv.convert_state_dict(state)
             logger.info(upstream_orv.summary(folder, used, dropped))
-        _load_into(model, state, source=str(folder), allow_new=source_kind != "orv")
+        _load_into(model, state, source=str(folder), creatable=creatable)
         model.eval()
         if torch_dtype is not None:
             model = torch.nn.Module.to(model, dtype=torch_dtype)
         return model
 
 
-def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, str]:
-    """The ORV config for ``folder`` and what the folder holds: "orv", "upstream" or "cogvideox"."""
+def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, str, tuple[str, ...]]:
+    """The ORV config for ``folder``, what the folder holds ("orv", "upstream" or "cogvideox")
+    and the module prefixes the load creates because the folder lacks them.
+
+    ``overrides`` (popped here): ``condition_kinds`` (a stage-1 model gains a fresh fusion for
+    them; a conditioned model must keep its kinds) and ``num_views`` (a single-view model
+    gains view modules in the multi-view class; a multi-view model must keep its number).
+    """
     if not folder.is_dir():
         raise CheckpointError(
             f"{folder} is not a local folder. ORV loads local checkpoints only: download the model "
@@ -487,39 +496,48 @@ def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, s
         saved = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{config_file} is not valid JSON ({error})") from error
-    multi_view = cls.__name__ == "ORVMultiViewTransformer3DModel"
+    kinds = overrides.pop("condition_kinds", None)
+    kinds = None if kinds is None else list(kinds)
+    num_views = overrides.pop("num_views", None)
+    creatable: tuple[str, ...] = ()
     if upstream_orv.is_upstream_config(saved):
-        config = upstream_orv.convert_config(saved, folder, overrides.pop("condition_kinds", None))
-        kind = "upstream"
+        config, kind = upstream_orv.convert_config(saved, folder, kinds), "upstream"
     elif saved.get("_class_name") in ("ORVTransformer3DModel", "ORVMultiViewTransformer3DModel") or any(
         k in saved for k in ORV_CONFIG_KEYS
     ):
-        config = {k: v for k, v in saved.items() if not k.startswith("_")}
-        kind = "orv"
+        config, kind = {k: v for k, v in saved.items() if not k.startswith("_")}, "orv"
+        saved_kinds = list(config.get("condition_kinds") or [])
+        if kinds is not None and kinds != saved_kinds:
+            if saved_kinds:
+                raise CheckpointError(
+                    f"{folder} was trained with conditions {saved_kinds}; {kinds} were asked for. Changing the "
+                    "kinds of a conditioned model is not supported"
+                )
+            config["condition_kinds"] = kinds  # stage 1 -> stage 2: a fresh, zero-started fusion
+            creatable += ("condition_fusion.",)
     else:
-        config = _orv_config_from_stock(saved, {})
-        kind = "cogvideox"
+        config, kind = _orv_config_from_stock(saved, {} if kinds is None else {"condition_kinds": kinds}), "cogvideox"
+        creatable += NEW_MODULE_PREFIXES
+    multi_view = cls.__name__ == "ORVMultiViewTransformer3DModel"
     has_views = config.get("num_views") is not None
     if has_views and not multi_view:
         raise CheckpointError(
             f"{folder} holds a multi-view ORV model (ORV-MV); load it with "
             "orv_engine.models.transformer_orv_mv.ORVMultiViewTransformer3DModel.from_pretrained")
+    if has_views and num_views is not None and num_views != config["num_views"]:
+        raise CheckpointError(f"{folder} is an ORV-MV model with num_views={config['num_views']}; {num_views} asked for")
     if multi_view and not has_views:
-        config["num_views"] = overrides.pop("num_views", 3)
-        kind = "single-view" if kind == "orv" else kind
-    return config, kind
+        config["num_views"] = 3 if num_views is None else num_views
+        creatable += (VIEW_MODULE_PREFIX,)
+    return config, kind, creatable
 
 
-def _check_keys(expected: dict, found: dict, folder, source_kind: str) -> None:
-    """Every key and shape; a conversion may leave exactly the modules it creates missing."""
-    if source_kind == "cogvideox":
-        found = dict(found)
-        key = "patch_embed.proj.weight"
-        if key in found and key in expected and found[key][1] * 2 == tuple(expected[key].shape)[1]:
-            found[key] = tuple(expected[key].shape)  # text-to-video: the first-frame channels are added
-    creatable = {"cogvideox": NEW_MODULE_PREFIXES, "single-view": (VIEW_MODULE_PREFIX,),
-                 "upstream": (VIEW_MODULE_PREFIX,)}.get(source_kind, ())
-    check_shapes(_required(expected, found, creatable), found, folder)
+def _grown_patch_embedding(found: dict, expected: dict) -> dict:
+    """A text-to-video checkpoint's patch embedding is grown to the first-frame channels on load."""
+    found, key = dict(found), "patch_embed.proj.weight"
+    if key in found and key in expected and found[key][1] * 2 == tuple(expected[key].shape)[1]:
+        found[key] = tuple(expected[key].shape)
+    return found
 
 
 def _required(expected: dict, found: dict, creatable: tuple[str, ...]) -> dict:
@@ -536,10 +554,11 @@ def _orv_config_from_stock(stock: dict, overrides: dict) -> dict:
     return config
 
 
-def _load_into(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], source: str, allow_new: bool) -> None:
+def _load_into(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], source: str,
+               creatable: tuple[str, ...] = ()) -> None:
     """Copy ``state`` into ``model``: grow a text-to-video patch embedding, check every key;
-    modules the checkpoint lacks (``allow_new``) keep their zero-start init, view modules are
-    copied from their blocks."""
+    modules the checkpoint lacks (only under ``creatable`` prefixes) keep their zero-start
+    init, view modules are copied from their blocks."""
     key = "patch_embed.proj.weight"
     expected = model.state_dict()
     if key in state and key in expected:
@@ -549,7 +568,7 @@ def _load_into(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], sou
             grown[:, : old.shape[1]] = old
             state[key] = grown
     found = {k: tuple(v.shape) for k, v in state.items()}
-    check_shapes(_required(expected, found, NEW_MODULE_PREFIXES if allow_new else ()), found, source)
+    check_shapes(_required(expected, found, creatable), found, source)
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:  # check_shapes has reported these already; never load silently
         raise CheckpointError(f"{source}: unexpected weights {result.unexpected_keys}")

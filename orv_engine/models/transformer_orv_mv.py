@@ -39,7 +39,7 @@ class ORVMultiViewTransformer3DModel(ORVTransformer3DModel):
         state = dict(model.state_dict())
         if any(k.startswith(VIEW_MODULE_PREFIX) for k in state):
             raise CheckpointError("single-view weights hold view modules")
-        _load_into(mv, state, source=f"{type(model).__name__} instance", allow_new=True)
+        _load_into(mv, state, source=f"{type(model).__name__} instance", creatable=(VIEW_MODULE_PREFIX,))
         mv = torch.nn.Module.to(mv, dtype=model.dtype)
         return mv.train(model.training)
 

@@ -36,13 +36,14 @@ import colorsys
 
 import numpy as np
 
+from orv_engine.models.preprocessing import CONDITION_ENCODINGS
+
 PALETTE = np.array(
     [[70, 70, 70], [160, 120, 60], [210, 210, 210], [220, 40, 40], [40, 170, 70], [240, 200, 30],
      [40, 90, 220], [170, 60, 200], [60, 200, 200], [250, 140, 40], [120, 200, 90], [200, 120, 160]],
     np.uint8,
 )
 
-CONDITION_ENCODINGS = ("engine", "orv-official")
 CONDITION_KINDS = ("depth", "semantics")
 
 ORV_DEPTH_RANGE = (0.01, 0.4)  # upstream's clamp, before the gain
@@ -125,15 +126,32 @@ def orv_semantic_input(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def condition_vae_inputs(maps: dict[str, np.ndarray], kinds, encoding: str) -> dict[str, np.ndarray]:
-    """{kind: raw map (T, H, W)} -> {kind: (T, H, W, 3) float32}, already in the range the VAE
-    must receive under ``encoding`` (module docstring): ``"engine"``: :func:`condition_images`
-    mapped to ``[-1, 1]``; ``"orv-official"``: upstream's images, unmapped."""
+def encoded_condition_images(maps: dict[str, np.ndarray], kinds, encoding: str) -> dict[str, np.ndarray]:
+    """{kind: raw map (T, H, W)} -> {kind: (T, H, W, 3) float32 in [0, 1]}, the images of
+    ``encoding`` (module docstring) before the VAE's value range: what the pipeline's
+    ``conditions`` take and the contact sheets can show."""
     if encoding not in CONDITION_ENCODINGS:
         raise ValueError(f"encoding must be one of {', '.join(map(repr, CONDITION_ENCODINGS))}, got {encoding!r}")
     kinds = _check_kinds(maps, kinds)
     if encoding == "engine":
-        images = condition_images(maps, kinds)
-        return {kind: image.astype(np.float32) / np.float32(127.5) - np.float32(1.0) for kind, image in images.items()}
+        return {kind: image.astype(np.float32) / np.float32(255.0) for kind, image in condition_images(maps, kinds).items()}
     convert = {"depth": orv_depth_input, "semantics": orv_semantic_input}
     return {kind: convert[kind](maps[kind]) for kind in kinds}
+
+
+def to_vae_range(images, encoding: str):
+    """Images in [0, 1] (numpy or torch) -> what the VAE receives under ``encoding``:
+    ``[-1, 1]`` for "engine" (like video frames), unchanged for "orv-official"."""
+    if encoding not in CONDITION_ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(map(repr, CONDITION_ENCODINGS))}, got {encoding!r}")
+    return images * 2 - 1 if encoding == "engine" else images
+
+
+def condition_vae_inputs(maps: dict[str, np.ndarray], kinds, encoding: str) -> dict[str, np.ndarray]:
+    """{kind: raw map (T, H, W)} -> {kind: (T, H, W, 3) float32}, already in the range the VAE
+    must receive under ``encoding`` (module docstring): ``"engine"``: :func:`condition_images`
+    mapped to ``[-1, 1]``; ``"orv-official"``: upstream's images, unmapped."""
+    if encoding == "engine":  # exactly the trainer's uint8 -> [-1, 1] mapping
+        images = condition_images(maps, _check_kinds(maps, kinds))
+        return {kind: image.astype(np.float32) / np.float32(127.5) - np.float32(1.0) for kind, image in images.items()}
+    return {kind: to_vae_range(image, encoding) for kind, image in encoded_condition_images(maps, kinds, encoding).items()}

@@ -1,6 +1,6 @@
 """Turn user inputs (first frames, per-frame actions, condition maps) into checked tensors.
 
-Why separate from the pipeline: these are the rules a user trips over (8N frames, action
+Why separate from the pipeline: these are the rules a user trips over (4k frames, action
 dim, condition sizes), so they live in one place with messages that say what is wrong.
 
 Conventions: numpy/PIL images are uint8 in [0, 255] or float in [0, 1], channels last;
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from orv_engine.data.clips import chunk_align_actions
+from orv_engine.occupancy.condition_images import to_vae_range
 
 
 def _to_float01(array: np.ndarray) -> np.ndarray:
@@ -57,11 +58,12 @@ def images_to_tensor(image, height: int | None = None, width: int | None = None)
 
 
 def check_num_frames(num_frames: int) -> None:
-    if num_frames < 8 or num_frames % 8:
+    """``F`` per-frame actions drive a ``4k + 1``-frame video (CogVideoX's VAE): ``F = 4k``."""
+    if num_frames < 4 or num_frames % 4:
         raise ValueError(
-            f"{num_frames} frames requested (one action per frame): ORV generates 8N frames (8, 16, 24, ...), "
-            f"the VAE then sees 8N+1 with the placeholder frame; {num_frames} + 1 = {num_frames + 1} is not of "
-            "the form 8N+1. Use pipe.rollout() for episodes of any length"
+            f"{num_frames} frames requested (one action per frame): ORV generates 4k frames (4, 8, 12, 16, ...) "
+            f"from 4k actions, the VAE sees 4k+1 with the frame after the last action; {num_frames} + 1 = "
+            f"{num_frames + 1} is not of the form 4k+1. Use pipe.rollout() for episodes of any length"
         )
 
 
@@ -80,10 +82,11 @@ def actions_to_tensor(actions, batch_size: int, action_dim: int) -> torch.Tensor
         )
     if a.shape[0] != batch_size:
         raise ValueError(f"actions are for {a.shape[0]} samples, the batch has {batch_size} first frames")
-    if a.shape[1] % 8 == 4 and a.shape[1] > 4:
+    if a.shape[1] > 4 and not a[:, :4].any() and a[:, 4:].any():
         raise ValueError(
-            f"{a.shape[1]} action rows look chunk-aligned (4 * latent_frames, as Clip.actions are stored); the "
-            f"pipeline takes per-frame actions, one per generated frame (8N rows): drop the first 4 zero rows"
+            f"{a.shape[1]} action rows whose first 4 are zeros look chunk-aligned (4 * latent_frames, as "
+            "Clip.actions are stored); the pipeline takes per-frame actions, one per generated frame: drop the "
+            "first 4 zero rows"
         )
     check_num_frames(a.shape[1])
     return a
@@ -102,12 +105,15 @@ def conditions_to_videos(
     num_frames: int,
     height: int,
     width: int,
+    encoding: str = "engine",
 ) -> dict[str, torch.Tensor] | None:
-    """Condition maps per kind -> {kind: (B, 3, F+1, H, W) in [-1, 1]} (placeholder appended).
+    """Condition images per kind -> {kind: (B, 3, F+1, H, W)} in the VAE's range for the
+    checkpoint's ``encoding`` ([-1, 1] for "engine", as given for "orv-official"; see
+    :func:`orv_engine.occupancy.condition_images.encoded_condition_images`).
 
     Each kind: (F, H, W) / (F, H, W, 3) arrays (single-channel maps are repeated to RGB;
     uint8 in [0, 255] or float in [0, 1]), optionally with a batch dimension first, and F
-    or F+1 frames (the placeholder, a copy of the last frame, is added when F are given).
+    or F+1 frames (a copy of the last frame is added when F are given).
     """
     if conditions is None or len(conditions) == 0:
         return None
@@ -149,5 +155,5 @@ def conditions_to_videos(
         x = torch.from_numpy(np.array(a, dtype=np.float32))  # a copy: the input may be a read-only view
         if x.shape[-1] == 1:
             x = x.expand(*x.shape[:-1], 3)
-        out[kind] = x.permute(0, 4, 1, 2, 3) * 2 - 1  # (B, 3, F+1, H, W)
+        out[kind] = to_vae_range(x.permute(0, 4, 1, 2, 3), encoding)  # (B, 3, F+1, H, W)
     return out

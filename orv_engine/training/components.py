@@ -3,20 +3,19 @@
 Stage 1 starts from a CogVideoX-2B folder (the transformer is converted to ORV on load: 32
 input channels, zero-initialised action encoder). Stage 2 starts from a stage-1 transformer
 and adds the condition fusion: the stage-1 weights load as they are, the fusion module is
-new and starts at zero, so the first stage-2 step computes what stage 1 ended with.
+new and starts at zero, so the first stage-2 step computes what stage 1 ended with. Both
+go through ORV's one loader (:meth:`ORVTransformer3DModel.from_pretrained`), which also
+takes the official ORV checkpoints.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from orv_engine.models import ORVTransformer3DModel
-from orv_engine.models.checkpoint_files import CheckpointError, check_shapes, load_checkpoint
-from orv_engine.models.transformer_orv import ORV_CONFIG_KEYS
 
 
 @dataclass
@@ -29,29 +28,9 @@ class Components:
 
 
 def load_transformer(path: str | Path, condition_kinds: list[str]) -> ORVTransformer3DModel:
-    """An ORV transformer with exactly ``condition_kinds`` from an ORV or CogVideoX folder."""
-    path = Path(path).expanduser()
-    saved = json.loads((path / "config.json").read_text())
-    is_orv = saved.get("_class_name") == ORVTransformer3DModel.__name__ or any(k in saved for k in ORV_CONFIG_KEYS)
-    if not is_orv:  # stock CogVideoX: convert (new channels and modules at zero)
-        return ORVTransformer3DModel.from_pretrained(path, condition_kinds=list(condition_kinds))
-    if list(saved.get("condition_kinds") or []) == list(condition_kinds):
-        return ORVTransformer3DModel.from_pretrained(path)
-    # An ORV checkpoint with other kinds (stage 1 -> stage 2): keep every shared weight,
-    # build the fusion fresh (zero output layer).
-    if saved.get("condition_kinds"):
-        raise CheckpointError(
-            f"{path} was trained with conditions {saved['condition_kinds']}; the config asks for "
-            f"{list(condition_kinds)}. Changing the kinds of a conditioned model is not supported"
-        )
-    config = {k: v for k, v in saved.items() if not k.startswith("_")}
-    config["condition_kinds"] = list(condition_kinds)
-    model = ORVTransformer3DModel.from_config(config)
-    state = load_checkpoint(path)
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("condition_fusion.")}
-    check_shapes(expected, {k: v.shape for k, v in state.items()}, path)
-    model.load_state_dict(state, strict=False)
-    return model
+    """An ORV transformer with exactly ``condition_kinds`` from any folder the ORV loader
+    knows (CogVideoX, stage 1 -> stage 2, ORV, official ORV)."""
+    return ORVTransformer3DModel.from_pretrained(Path(path).expanduser(), condition_kinds=list(condition_kinds))
 
 
 def load_components(pretrained_path: str | Path, transformer_path: str | Path | None,

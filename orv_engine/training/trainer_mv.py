@@ -18,54 +18,30 @@ the single-view trainer's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from orv_engine.training.data_mv import MultiViewStream
-from orv_engine.training.losses import _rand, _randn
+from orv_engine.training.losses import LossInputs, diffusion_loss
 from orv_engine.training.trainer import Trainer
 
 
 # ---------------------------------------------------------------- objective
 
 
-@dataclass
-class MultiViewLossInputs:
-    video_latents: torch.Tensor  # (B, V, L, C, h, w)
-    image_latents: torch.Tensor  # (B, V, 1, C, h, w) noise-augmented first frames
-    actions: torch.Tensor  # (B, r*L, 7), shared by the views
-    prompt_embeds: torch.Tensor  # (B, S, D)
-    condition_latents: torch.Tensor | None = None  # (B, V, L, k*C, h, w)
-    view_ids: torch.Tensor | None = None  # (B, V)
+# ORV-MV's batch is the single-view one with a views axis (see :mod:`.losses`).
+MultiViewLossInputs = LossInputs
 
 
-def multiview_diffusion_loss(transformer, scheduler, inputs: MultiViewLossInputs, generator: torch.Generator, *,
+def multiview_diffusion_loss(transformer, scheduler, inputs: LossInputs, generator: torch.Generator, *,
                              image_dropout: float = 0.05, null_action_prob: float = 0.1) -> tuple[torch.Tensor, dict]:
-    """The weighted v-prediction loss (as :func:`orv_engine.training.losses.diffusion_loss`) over views."""
-    x0 = inputs.video_latents
-    b, v, num_latent_frames = x0.shape[:3]
-    device, dtype = x0.device, x0.dtype
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
-    noise = _randn(x0.shape, generator, device, dtype)
-    drop_image = _rand((b, v), generator, device) < image_dropout
-    null_action = _rand((b,), generator, device) < null_action_prob
-
-    image = inputs.image_latents.to(dtype) * (~drop_image).to(dtype).view(b, v, 1, 1, 1, 1)
-    image = torch.cat([image, image.new_zeros(b, v, num_latent_frames - 1, *image.shape[3:])], dim=2)
-    t_views = t.repeat_interleave(v)
-    noisy = scheduler.add_noise(x0.flatten(0, 1), noise.flatten(0, 1), t_views).reshape(x0.shape)
-    v_pred = transformer(
-        hidden_states=torch.cat([noisy, image], dim=3), encoder_hidden_states=inputs.prompt_embeds, timestep=t,
-        actions=inputs.actions, condition_latents=inputs.condition_latents, null_action_mask=null_action,
-        view_ids=inputs.view_ids, return_dict=False,
-    )[0]
-    x0_pred = scheduler.get_velocity(v_pred.flatten(0, 1).float(), noisy.flatten(0, 1).float(), t_views)
-    weights = (1.0 / (1.0 - scheduler.alphas_cumprod.to(device)[t_views].float())).view(b * v, 1, 1, 1, 1)
-    per_view = (weights * (x0_pred - x0.flatten(0, 1).float()) ** 2).reshape(b, v, -1).mean(dim=2)
-    return per_view.mean(), {"timesteps": t, "null_action": null_action, "drop_image": drop_image}
+    """The single-view loss (:func:`orv_engine.training.losses.diffusion_loss`) on a batch with a views axis."""
+    if inputs.video_latents.ndim != 6:
+        raise ValueError(f"multi-view video latents must be (B, V, L, C, h, w), got {tuple(inputs.video_latents.shape)}")
+    return diffusion_loss(transformer, scheduler, inputs, generator, image_dropout=image_dropout,
+                          null_action_prob=null_action_prob)
 
 
 def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, device, dtype) -> MultiViewLossInputs:
@@ -95,21 +71,12 @@ def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, dev
 
 
 def load_multiview_transformer(path, condition_kinds, num_views: int):
-    """ORV-MV from an ORV-MV folder, or from a single-view ORV / CogVideoX folder (copied view modules)."""
-    import json
-
+    """ORV-MV from any folder ORV's loader knows: an ORV-MV folder as saved, a single-view
+    ORV / CogVideoX / official ORV folder with view modules copied from its blocks."""
     from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
-    from orv_engine.training.components import load_transformer
 
-    path = Path(path).expanduser()
-    saved = json.loads((path / "config.json").read_text())
-    if saved.get("_class_name") == ORVMultiViewTransformer3DModel.__name__:
-        model = ORVMultiViewTransformer3DModel.from_pretrained(path)
-        if list(model.condition_kinds) != list(condition_kinds) or model.config.num_views != num_views:
-            raise ValueError(f"{path}: an ORV-MV model with condition_kinds {model.condition_kinds} and num_views "
-                             f"{model.config.num_views}; the config asks for {list(condition_kinds)} / {num_views}")
-        return model
-    return ORVMultiViewTransformer3DModel.from_single_view(load_transformer(path, condition_kinds), num_views)
+    return ORVMultiViewTransformer3DModel.from_pretrained(Path(path).expanduser(), condition_kinds=list(condition_kinds),
+                                                         num_views=num_views)
 
 
 class MultiViewTrainer(Trainer):
