@@ -151,3 +151,32 @@ def test_the_batch_stream_restores_its_position_across_epochs(tiny_setup, source
     again.load_state_dict(ahead.state_dict())
     for expected in seen[3:]:
         assert torch.equal(next(again)[key], expected)
+
+
+def test_stage2_from_an_official_stage1_checkpoint_trains_with_its_conventions(tiny_setup, tmp_path):
+    """An official ORV stage-1 folder as the starting point: the run takes its action convention
+    and condition encoding, refuses a config that contradicts them, and records them."""
+    from upstream_orv import write_upstream_folder
+
+    official = write_upstream_folder(tmp_path / "official-stage1", "stage1", seed=1)
+    out = tmp_path / "stage2-official"
+    base = [
+        f"model.pretrained_path={tiny_setup['model']}", f"model.transformer_path={official}",
+        f"data.path={SIM_DATA}", "data.conditions_source=episode", f"data.latents_dir={tmp_path / 'lat'}",
+        "data.max_clips=4", "train.max_steps=2", "train.checkpoint_every=2", "validation.every=2",
+        "validation.num_clips=1", "validation.num_inference_steps=2", f"output_dir={out}", "tracker=none",
+    ]
+    with pytest.raises(ValueError, match="trained with 'orv-official'"):
+        Trainer(load_config(TINY_STAGE2_CONFIG, base + ["data.condition_encoding=engine"]), log=lambda m: None).train()
+    with pytest.raises(ValueError, match="trained with 'eef-frame'"):
+        Trainer(load_config(TINY_STAGE2_CONFIG, base + ["data.clip.action_convention=dataset"]),
+                log=lambda m: None).train()
+    summary = Trainer(load_config(TINY_STAGE2_CONFIG, base), log=lambda m: None).train()
+    assert len(summary["losses"]) == 2 and np.isfinite(summary["losses"]).all() and np.isfinite(summary["val/psnr"])
+    stored = json.loads((tmp_path / "lat" / "index.json").read_text())["fingerprint"]
+    assert stored["condition_encoding"] == "orv-official" and stored["clip"]["action_convention"] == "eef-frame"
+    saved = json.loads((out / "final" / "transformer" / "config.json").read_text())
+    assert saved["_class_name"] == "ORVTransformer3DModel" and saved["condition_kinds"] == ["depth", "semantics"]
+    pre = saved["preprocessing"]
+    assert (pre["action_convention"], pre["condition_encoding"], pre["action_scale"][0]) == ("eef-frame", "orv-official", 20.0)
+    assert pre["num_frames"] == 9 and pre["placeholder_frame"] is True  # this run's clips, recorded

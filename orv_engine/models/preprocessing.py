@@ -37,7 +37,9 @@ class ORVPreprocessing:
     placeholder_frame: the clip's last frame was a copy of the one before (this project's
         8N real frames + 1) rather than a real frame (upstream: all 4k + 1 real).
     height, width: the training resolution in pixels.
-    scheduler, timestep_spacing, num_inference_steps, guidance_scale, prompt: sampler defaults.
+    scheduler, timestep_spacing, num_inference_steps, guidance_scale: sampler defaults.
+    prompt: the text the model was trained with: a fixed prompt ("" for the official
+        weights) or ``None`` for each episode's instruction.
     """
 
     action_convention: str = "dataset"
@@ -51,7 +53,7 @@ class ORVPreprocessing:
     timestep_spacing: str = "trailing"
     num_inference_steps: int = 50
     guidance_scale: float = 1.0
-    prompt: str = ""
+    prompt: str | None = ""
 
     def __post_init__(self):
         def choice(name, allowed):
@@ -71,6 +73,10 @@ class ORVPreprocessing:
         for name in ("height", "width", "num_inference_steps"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"preprocessing.{name}: expected a positive integer, got {getattr(self, name)!r}")
+
+    def prompt_for(self, instruction: str) -> str:
+        """The prompt to generate an episode with: the fixed one, or its instruction."""
+        return instruction if self.prompt is None else self.prompt
 
     @property
     def num_actions(self) -> int:

@@ -501,7 +501,11 @@ def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, s
     num_views = overrides.pop("num_views", None)
     creatable: tuple[str, ...] = ()
     if upstream_orv.is_upstream_config(saved):
-        config, kind = upstream_orv.convert_config(saved, folder, kinds), "upstream"
+        stage1 = not saved.get("visual_guidance")
+        config, kind = upstream_orv.convert_config(saved, folder, None if stage1 else kinds), "upstream"
+        if stage1 and kinds:  # upstream's own stage 1 -> stage 2: a fresh, zero-started fusion
+            config["condition_kinds"] = kinds
+            creatable += ("condition_fusion.",)
     elif saved.get("_class_name") in ("ORVTransformer3DModel", "ORVMultiViewTransformer3DModel") or any(
         k in saved for k in ORV_CONFIG_KEYS
     ):

@@ -228,7 +228,7 @@ class ORVPipeline(DiffusionPipeline):
         dtype = self.transformer.dtype
         cfg = self.transformer.config
         defaults = self.transformer.preprocessing
-        prompt = defaults.prompt if prompt is None else prompt
+        prompt = (defaults.prompt or "") if prompt is None else prompt
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         multi_view = cfg.num_views is not None

@@ -52,6 +52,10 @@ class DataConfig:
     # "occupancy": render conditions from the episode's 4D occupancy (the paper's coarse
     # maps); "episode": the episode's own depth/segmentation (the paper's "fine" maps).
     conditions_source: str = "occupancy"
+    # How condition maps become VAE inputs (orv_engine.occupancy.condition_images): "engine"
+    # or "orv-official"; None = what the starting checkpoint records ("engine" if nothing).
+    # The action convention likewise comes from the checkpoint unless ``clip`` sets it.
+    condition_encoding: str | None = None
     # Pre-encoded VAE latents (orv_engine.training.latents); training then reads these.
     latents_dir: str | None = None
     max_clips: int | None = None  # cap on the clips pre-encoded (tiny runs)
@@ -138,6 +142,7 @@ class Config:
 CHOICES = {
     "model.trainable": ("all", "orv"),
     "data.conditions_source": ("occupancy", "episode"),
+    "data.condition_encoding": (None, "engine", "orv-official"),
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "tracker": ("tensorboard", "none"),
 }
@@ -202,7 +207,7 @@ def validate(config: Config, check_paths: bool = True) -> None:
 
     for key, allowed in CHOICES.items():
         if _get(config, key) not in allowed:
-            raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {_get(config, key)!r}")
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {_get(config, key)!r}")
     for kind in config.model.condition_kinds:
         if kind not in CONDITION_KINDS:
             raise ConfigError(f"model.condition_kinds: unknown kind {kind!r} (known: {', '.join(CONDITION_KINDS)})")

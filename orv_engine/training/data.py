@@ -1,7 +1,10 @@
 """Training samples: clips of an RLDS dataset, with condition images for stage 2.
 
-Condition maps become RGB images the VAE can encode, in the one fixed way inference must
-repeat (:func:`orv_engine.occupancy.condition_images.condition_images`).
+Condition maps become RGB images the VAE can encode, in the one way of the checkpoint's
+condition encoding that inference repeats (:mod:`orv_engine.occupancy.condition_images`).
+The data conventions of a run (action convention, condition encoding) come from the
+checkpoint it starts from unless the config sets them (:func:`resolve_preprocessing`);
+the saved checkpoints record them.
 
 The condition source is the paper's coarse maps rendered from the episode's 4D occupancy
 (``occupancy``), or the episode's own depth/segmentation (``episode``, the paper's "fine"
@@ -17,7 +20,8 @@ import torch
 
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import PRESETS, Clip, ClipConfig
-from orv_engine.occupancy.condition_images import condition_images
+from orv_engine.models.preprocessing import ORVPreprocessing
+from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images, to_vae_range
 
 def clip_config_of(data_config) -> ClipConfig:
     overrides = dict(data_config.clip)
@@ -45,8 +49,9 @@ def episode_condition_maps(episode, clip: Clip) -> dict[str, np.ndarray]:
     }
 
 
-def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict) -> dict[str, np.ndarray]:
-    """Condition images of one clip; ``cache`` keeps one episode's occupancy between clips."""
+def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encoding: str = "engine") -> dict[str, np.ndarray]:
+    """Condition images of one clip (uint8 for "engine", float in [0, 1] for "orv-official");
+    ``cache`` keeps one episode's occupancy between clips."""
     if not kinds:
         return {}
     if source == "episode":
@@ -59,12 +64,60 @@ def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict) -> dic
             cache.clear()
             cache.update(key=key, occupancy=occupancy_from_episode(episode))
         maps = clip_condition_maps(episode, clip, occupancy=cache["occupancy"])
-    return condition_images(maps, kinds)
+    if encoding == "engine":  # uint8 keeps shuffle buffers small; the same values / 255
+        return condition_images(maps, kinds)
+    return encoded_condition_images(maps, kinds, encoding)
 
 
-def conditions_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1], the VAE's layout."""
-    return torch.from_numpy(images).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+def conditions_to_tensor(images: np.ndarray, encoding: str = "engine") -> torch.Tensor:
+    """(T, H, W, 3) uint8 or float in [0, 1] -> (3, T, H, W) float in the VAE's range for ``encoding``."""
+    x = torch.from_numpy(np.asarray(images)).permute(3, 0, 1, 2).float()
+    return to_vae_range(x / 255.0 if images.dtype == np.uint8 else x, encoding)
+
+
+def resolve_preprocessing(config, transformer, scheduler) -> tuple[object, ORVPreprocessing]:
+    """The run's data conventions and the preprocessing record its checkpoints will carry.
+
+    Action convention / scale (``data.clip``) and condition encoding (``data.condition_encoding``)
+    default to what the starting checkpoint records; a config that sets another value than the
+    checkpoint's is refused (the model would be trained on inputs it does not understand).
+    Returns the config with the values filled in, and the record.
+    """
+    recorded = transformer.config.preprocessing
+    start = ORVPreprocessing.from_dict(recorded)
+    clip = dict(config.data.clip)
+    where = "the checkpoint the run starts from"
+    if recorded:
+        asked = clip.get("action_convention")
+        if asked is not None and asked != start.action_convention:
+            raise ValueError(f"data.clip.action_convention is {asked!r}, but {where} was trained with "
+                             f"{start.action_convention!r}; drop the setting or start from another checkpoint")
+        clip.setdefault("action_convention", start.action_convention)
+        if start.action_convention == "eef-frame" and start.action_scale is not None:
+            clip.setdefault("action_scale", list(start.action_scale))
+        if config.data.condition_encoding not in (None, start.condition_encoding):
+            raise ValueError(f"data.condition_encoding is {config.data.condition_encoding!r}, but {where} was "
+                             f"trained with {start.condition_encoding!r}")
+    encoding = config.data.condition_encoding or start.condition_encoding
+    data = replace(config.data, clip=clip, condition_encoding=encoding)
+    config = replace(config, data=data)
+    clip_config = clip_config_of(data)
+    record = ORVPreprocessing(
+        action_convention=clip_config.action_convention,
+        action_scale=clip_config.eef_frame_scale if clip_config.action_convention == "eef-frame" else None,
+        condition_encoding=encoding,
+        num_frames=clip_config.total_frames,
+        placeholder_frame=clip_config.placeholder_frame,
+        height=clip_config.height,
+        width=clip_config.width,
+        scheduler=type(scheduler).__name__ if type(scheduler).__name__ in ("CogVideoXDPMScheduler", "CogVideoXDDIMScheduler")
+        else "CogVideoXDPMScheduler",
+        timestep_spacing=scheduler.config.get("timestep_spacing", "trailing"),
+        num_inference_steps=start.num_inference_steps if recorded else config.validation.num_inference_steps,
+        guidance_scale=1.0,
+        prompt=None if config.text.use_instruction else config.text.prompt,
+    )
+    return config, record
 
 
 class TrainClipDataset(ClipDataset):
@@ -73,9 +126,11 @@ class TrainClipDataset(ClipDataset):
     Without condition kinds it is a plain ClipDataset (same sharding and shuffling).
     """
 
-    def __init__(self, *args, condition_kinds=(), conditions_source: str = "occupancy", **kwargs):
+    def __init__(self, *args, condition_kinds=(), conditions_source: str = "occupancy",
+                 condition_encoding: str = "engine", **kwargs):
         self.condition_kinds = list(condition_kinds)
         self.conditions_source = conditions_source
+        self.condition_encoding = condition_encoding
         super().__init__(*args, **kwargs)
 
     def _episode_clips(self, episode) -> list[Clip]:
@@ -84,7 +139,8 @@ class TrainClipDataset(ClipDataset):
             cache: dict = {}  # one occupancy per episode, shared by its clips
             for clip in clips:
                 clip.conditions.update(
-                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache))
+                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache,
+                                    self.condition_encoding))
         return clips
 
     def _out(self, clip: Clip):
@@ -92,7 +148,8 @@ class TrainClipDataset(ClipDataset):
             return clip
         sample = clip_to_sample(clip)
         if self.condition_kinds:
-            sample["conditions"] = {k: conditions_to_tensor(clip.conditions[k]) for k in self.condition_kinds}
+            sample["conditions"] = {k: conditions_to_tensor(clip.conditions[k], self.condition_encoding)
+                                    for k in self.condition_kinds}
         return sample
 
 
@@ -102,4 +159,5 @@ def make_dataset(config, split: str, shuffle: bool, as_clips: bool = False) -> T
         data.path, clip_config_of(data), dataset=data.dataset, split=split, shuffle=shuffle,
         seed=config.seed, shuffle_buffer=data.shuffle_buffer, as_clips=as_clips,
         condition_kinds=config.model.condition_kinds, conditions_source=data.conditions_source,
+        condition_encoding=data.condition_encoding or "engine",
     )

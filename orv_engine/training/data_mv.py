@@ -37,11 +37,13 @@ class MultiViewClipDataset(ClipDataset):
     """
 
     def __init__(self, *args, rule: ViewSampling = ViewSampling(), condition_kinds=(),
-                 conditions_source: str = "occupancy", reference_camera: str | None = None, **kwargs):
+                 conditions_source: str = "occupancy", reference_camera: str | None = None,
+                 condition_encoding: str = "engine", **kwargs):
         self.rule = rule
         self.reference_camera = reference_camera
         self.condition_kinds = list(condition_kinds)
         self.conditions_source = conditions_source
+        self.condition_encoding = condition_encoding
         self.dropped_single_view = 0
         super().__init__(*args, **kwargs)
 
@@ -73,7 +75,8 @@ class MultiViewClipDataset(ClipDataset):
             clips = [per_view[v][start] for v in views]
             for clip in clips:
                 clip.conditions.update(
-                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache))
+                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache,
+                                    self.condition_encoding))
             samples.append(MultiViewSample(sample_id, views, clips))
         return samples
 
@@ -92,7 +95,8 @@ class MultiViewClipDataset(ClipDataset):
             "views": "+".join(sample.views),
         }
         if self.condition_kinds:
-            out["conditions"] = {k: torch.stack([conditions_to_tensor(c.conditions[k]) for c in sample.clips])
+            out["conditions"] = {k: torch.stack([conditions_to_tensor(c.conditions[k], self.condition_encoding)
+                                                 for c in sample.clips])
                                  for k in self.condition_kinds}  # (V, 3, T, H, W)
         return out
 
@@ -110,6 +114,7 @@ def make_multiview_dataset(config, split: str, shuffle: bool) -> MultiViewClipDa
         data.path, clip_config_of(data), dataset=data.dataset, split=split, cameras=cameras, shuffle=shuffle,
         seed=config.seed, shuffle_buffer=data.shuffle_buffer, rule=mv.rule(),
         condition_kinds=config.model.condition_kinds, conditions_source=data.conditions_source,
+        condition_encoding=data.condition_encoding or "engine",
         reference_camera=mv.reference_camera,
     )
 

@@ -8,7 +8,8 @@ running the 3D VAE. What is stored keeps the recipe exact:
   step, as the online path does;
 - the first frame in pixels (uint8): its noise augmentation happens in pixel space, so the
   VAE encodes the (tiny, one-frame) noisy first frame each step;
-- condition latents as the posterior mode (as ORVPipeline encodes conditions);
+- condition latents as the posterior mode (as ORVPipeline encodes "engine" conditions), or,
+  for the "orv-official" encoding, their posteriors (a fresh sample each step, as upstream);
 - the chunk-aligned actions and the instruction;
 - ``validation.num_clips`` held-out clips in pixels (``val/``), so validation needs no
   dataset reader either.
@@ -61,14 +62,21 @@ def encode_first_frames(vae, frames: torch.Tensor, generator: torch.Generator, n
 
 
 @torch.no_grad()
-def encode_conditions(vae, conditions: dict[str, torch.Tensor], kinds) -> torch.Tensor | None:
-    """{kind: (B, 3, T, H, W)} -> (B, L, k*C, h, w): posterior modes, concatenated in ``kinds`` order."""
+def encode_conditions(vae, conditions: dict[str, torch.Tensor], kinds, generator: torch.Generator | None = None):
+    """{kind: (B, 3, T, H, W)} -> (B, L, k*C, h, w), concatenated in ``kinds`` order: posterior
+    modes ("engine"), or posterior samples drawn from ``generator`` ("orv-official": upstream
+    samples its condition latents)."""
     if not kinds:
         return None
-    return torch.cat([_scale(vae, encode_posterior(vae, conditions[k]).mode()) for k in kinds], dim=2)
+    out = []
+    for k in kinds:
+        dist = encode_posterior(vae, conditions[k])
+        out.append(_scale(vae, dist.mode()) if generator is None else sample_latents(vae, dist.mean, dist.logvar, generator))
+    return torch.cat(out, dim=2)
 
 
-def batch_to_latents(vae, batch: dict, kinds, generator: torch.Generator, loss_config, device, dtype):
+def batch_to_latents(vae, batch: dict, kinds, generator: torch.Generator, loss_config, device, dtype,
+                     sample_conditions: bool = False):
     """A batch (pixels from a clip loader, or stored latents) -> what the loss takes.
 
     Returns (video_latents, image_latents, actions, condition_latents), on ``device``.
@@ -80,11 +88,18 @@ def batch_to_latents(vae, batch: dict, kinds, generator: torch.Generator, loss_c
         first = batch["video"][:, 0].to(device)
         conditions = None
         if kinds:
-            conditions = encode_conditions(vae, {k: v.to(device) for k, v in batch["conditions"].items()}, kinds)
+            conditions = encode_conditions(vae, {k: v.to(device) for k, v in batch["conditions"].items()}, kinds,
+                                           generator if sample_conditions else None)
     else:  # pre-encoded
         video_latents = sample_latents(vae, batch["video_mean"].to(device), batch["video_logvar"].to(device), generator)
         first = batch["first_frame"].to(device).float().div(127.5).sub(1.0)
-        conditions = batch["condition_latents"].to(device) if kinds else None
+        conditions = None
+        if kinds and "condition_mean" in batch:  # stored posteriors ("orv-official"): a fresh sample each step
+            mean, logvar = batch["condition_mean"].to(device), batch["condition_logvar"].to(device)  # (B, k, C, L, h, w)
+            conditions = torch.cat([sample_latents(vae, mean[:, i], logvar[:, i], generator)
+                                    for i in range(mean.shape[1])], dim=2)
+        elif kinds:
+            conditions = batch["condition_latents"].to(device)
     if "image_mean" in batch:  # stored noise-augmented encodings (B, N, C, 1, h, w): draw one each
         b, n = batch["image_mean"].shape[:2]
         pick = torch.randint(0, n, (b,), generator=generator)
@@ -112,6 +127,7 @@ def fingerprint(config) -> dict:
         "clip": clip_config_of(config.data).to_dict(),
         "condition_kinds": list(config.model.condition_kinds),
         "conditions_source": config.data.conditions_source,
+        "condition_encoding": config.data.condition_encoding or "engine",
         "vae": str((Path(config.model.pretrained_path).expanduser() / "vae").resolve()),
         "max_clips": config.data.max_clips,
         "first_frame_variants": config.data.first_frame_variants,
@@ -186,7 +202,12 @@ def pre_encode(config, vae, rank: int = 0, world_size: int = 1, log=print) -> in
             record["image_mean"], record["image_logvar"] = image.mean.cpu().float(), image.logvar.cpu().float()
         if kinds:
             conds = {k: v.to(vae.device) for k, v in sample["conditions"].items()}
-            record["condition_latents"] = encode_conditions(vae, conds, kinds)[0].cpu().float()
+            if config.data.condition_encoding == "orv-official":  # keep the posteriors: sampled every step
+                dists = [encode_posterior(vae, conds[k]) for k in kinds]
+                record["condition_mean"] = torch.stack([d.mean[0] for d in dists]).cpu().float()
+                record["condition_logvar"] = torch.stack([d.logvar[0] for d in dists]).cpu().float()
+            else:
+                record["condition_latents"] = encode_conditions(vae, conds, kinds)[0].cpu().float()
         _save(record, root / "train" / f"r{rank:03d}-{n:07d}.pt")
         n += 1
         if n % 100 == 0:
@@ -257,7 +278,8 @@ class LatentDataset(torch.utils.data.Dataset):
         record = torch.load(self.root / "train" / self.files[i], weights_only=False)
         record.pop("episode_id", None)
         if not self.kinds:
-            record.pop("condition_latents", None)
+            for key in ("condition_latents", "condition_mean", "condition_logvar"):
+                record.pop(key, None)
         return record
 
 

@@ -56,8 +56,15 @@ class Trainer(AcceleratedRun):
         return name.startswith(("action_encoder.", "condition_fusion.", "patch_embed.proj."))
 
     def _setup_models(self):
-        cfg, acc = self.config, self.accelerator
+        from orv_engine.training.data import resolve_preprocessing
+
+        acc = self.accelerator
         c = self._load_components()
+        # The data conventions the starting checkpoint records (or the config's), recorded in
+        # every checkpoint this run writes.
+        self.config, self.preprocessing = resolve_preprocessing(self.config, c.transformer, c.scheduler)
+        c.transformer.register_to_config(preprocessing=self.preprocessing.to_dict())
+        cfg = self.config
         for frozen in (c.vae, c.text_encoder):
             frozen.requires_grad_(False)
             # nn.Module.to: ModelMixin.to warns about keep-in-fp32 modules CogVideoX has none of.
@@ -152,7 +159,8 @@ class Trainer(AcceleratedRun):
         """The loss of one micro-batch and what to record about it (collected per step in the summary)."""
         cfg, acc = self.config, self.accelerator
         video, image, actions, conditions = _batch_latents(
-            self.components.vae, batch, cfg.model.condition_kinds, generator, cfg.loss, acc.device, self.weight_dtype)
+            self.components.vae, batch, cfg.model.condition_kinds, generator, cfg.loss, acc.device, self.weight_dtype,
+            sample_conditions=cfg.data.condition_encoding == "orv-official")
         with acc.autocast():
             loss, _ = diffusion_loss(
                 self.transformer, self.components.scheduler,
@@ -283,10 +291,10 @@ class Trainer(AcceleratedRun):
         return path
 
 
-def _batch_latents(vae, batch, kinds, generator, loss_config, device, dtype):
+def _batch_latents(vae, batch, kinds, generator, loss_config, device, dtype, sample_conditions: bool = False):
     from orv_engine.training.latents import batch_to_latents
 
-    return batch_to_latents(vae, batch, kinds, generator, loss_config, device, dtype)
+    return batch_to_latents(vae, batch, kinds, generator, loss_config, device, dtype, sample_conditions)
 
 
 def _yaml(values: dict) -> str:

@@ -44,7 +44,8 @@ def multiview_diffusion_loss(transformer, scheduler, inputs: LossInputs, generat
                           null_action_prob=null_action_prob)
 
 
-def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, device, dtype) -> MultiViewLossInputs:
+def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, device, dtype,
+                            sample_conditions: bool = False) -> MultiViewLossInputs:
     """A stream batch (B=1 sample of V views, pixels) -> latents for the loss (no prompt yet)."""
     from orv_engine.training.latents import encode_conditions, encode_first_frames, encode_posterior, sample_latents
 
@@ -58,7 +59,7 @@ def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, dev
     conditions = None
     if kinds:
         conds = {k: c.flatten(0, 1).to(device) for k, c in batch["conditions"].items()}
-        conditions = encode_conditions(vae, conds, kinds)
+        conditions = encode_conditions(vae, conds, kinds, generator if sample_conditions else None)
         conditions = conditions.reshape(b, v, *conditions.shape[1:]).to(device, dtype)
     return MultiViewLossInputs(
         video_latents=video_latents.reshape(b, v, *video_latents.shape[1:]).to(device, dtype),
@@ -107,7 +108,8 @@ class MultiViewTrainer(Trainer):
     def _micro_batch_loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         cfg, acc = self.config, self.accelerator
         inputs = multiview_batch_latents(self.components.vae, batch, cfg.model.condition_kinds, generator, cfg.loss,
-                                         acc.device, self.weight_dtype)
+                                         acc.device, self.weight_dtype,
+                                         sample_conditions=cfg.data.condition_encoding == "orv-official")
         inputs.prompt_embeds = self._prompt_embeds(batch)
         with acc.autocast():
             loss, _ = multiview_diffusion_loss(self.transformer, self.components.scheduler, inputs, generator,

@@ -57,6 +57,7 @@ def run_validation(components, transformer, clips: list[dict], config, step: int
             output_type="np",
         ).frames[0]
         generated = (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+        truth = truth[: len(generated)]  # a clip of 4k+1 real frames: the frame after the last action is not returned
         psnrs.append(finite_mean(psnr_frames(generated[1:], truth[1:]))[0])
         ssims.append(float(np.mean(ssim_frames(generated[1:], truth[1:]))))
         if config.validation.save_videos:
