@@ -61,12 +61,17 @@ class FirstFramesConfig:
 
 @dataclass
 class RolloutConfig:
-    model: str = ""  # an ORV pipeline folder (ORVPipeline.save_pretrained layout)
+    model: str = ""  # an ORV pipeline folder (ORVPipeline.save_pretrained layout), or CogVideoX-2B's with ``transformer``
+    # An ORV transformer folder to use instead of the pipeline folder's: e.g. the official ORV
+    # weights (converted on load) with ``model`` a CogVideoX-2B folder for T5, VAE and scheduler.
+    transformer: str | None = None
     height: int = 320  # Bridge preset (paper Table 9)
     width: int = 480
     chunk_frames: int = 16  # frames per generated chunk (8N); chunks chain on their last frame
-    num_inference_steps: int = 50
-    guidance_scale: float = 1.0  # text CFG (1.0 = off)
+    # None: what the world model's checkpoint records (transformer.preprocessing: 50 DPM steps
+    # and no text CFG for the official ORV weights and this project's own)
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None  # text CFG (1.0 = off)
     action_guidance_scale: float = 1.0  # action CFG (1.0 = off)
     fps: int = 5  # of the saved mp4 (BridgeV2 is recorded at 5 Hz)
 

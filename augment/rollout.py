@@ -1,8 +1,10 @@
 """The ``rollouts`` stage: a painted first frame rolled out under its source episode.
 
 The whole episode is generated as chained chunks (``orv_engine.pipelines.rollout``) with
-the source's per-step actions and its occupancy condition maps, turned into images exactly
-as in training (``orv_engine.occupancy.condition_images``). Each unit's folder
+the source's per-step actions and its occupancy condition maps, both prepared the way the
+world model's checkpoint records (``transformer.preprocessing``: the action convention,
+e.g. the official weights' end-effector-frame deltas recomputed from the states; the
+condition encoding, ``orv_engine.occupancy.condition_images``; the prompt). Each unit's folder
 ``RUN/rollouts/UNIT/`` holds:
 
 - ``video.mp4``: the generated clip;
@@ -39,32 +41,55 @@ class RolloutGenerator:
     """Holds the ORV pipeline; :meth:`generate` makes one rollout (frames uint8)."""
 
     def __init__(self, model_path, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 chunk_frames: int = 16, num_inference_steps: int = 50, guidance_scale: float = 1.0,
-                 action_guidance_scale: float = 1.0):
+                 chunk_frames: int = 16, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, action_guidance_scale: float = 1.0,
+                 transformer_path=None):
         from orv_engine.pipelines import ORVPipeline  # noqa: PLC0415
 
-        self.pipe = ORVPipeline.from_pretrained(Path(model_path), dtype=dtype)
+        extra = {} if transformer_path is None else {"transformer": Path(transformer_path)}
+        self.pipe = ORVPipeline.from_pretrained(Path(model_path), dtype=dtype, **extra)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.condition_kinds = tuple(self.pipe.transformer.config.condition_kinds or ())
-        self.model_id = str(model_path)
+        self.model_id = str(model_path) if transformer_path is None else f"{model_path} + {transformer_path}"
         self.kwargs = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            action_guidance_scale=action_guidance_scale)
         self.chunk_frames = chunk_frames
 
     def generate(self, source: SourceEpisode, first_frame: np.ndarray, seed: int) -> np.ndarray:
         """(T, H, W, 3) uint8 for the source's T steps, starting from ``first_frame``."""
-        from orv_engine.occupancy.condition_images import condition_images  # noqa: PLC0415
+        from orv_engine.data.action_conventions import episode_actions  # noqa: PLC0415
+        from orv_engine.occupancy.condition_images import encoded_condition_images  # noqa: PLC0415
         from orv_engine.pipelines import rollout  # noqa: PLC0415
 
         missing = [k for k in self.condition_kinds if k not in source.conditions]
         if missing:
             raise ValueError(f"source {source.key} has no {', '.join(missing)} maps, which the world model needs")
-        conditions = condition_images(source.conditions, self.condition_kinds) if self.condition_kinds else None
+        pre = self.pipe.transformer.preprocessing
+        conditions = (encoded_condition_images(source.conditions, self.condition_kinds, pre.condition_encoding)
+                      if self.condition_kinds else None)
+        try:
+            actions = episode_actions(source.states, source.actions, pre.action_convention, pre.action_scale)
+        except ValueError as error:
+            raise ValueError(f"source {source.key}: {error}") from None
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        video = rollout(self.pipe, first_frame, source.actions, conditions, chunk_frames=self.chunk_frames,
-                        generator=generator, prompt=source.instruction, **self.kwargs)[0]
+        video = rollout(self.pipe, first_frame, actions, conditions, chunk_frames=self.chunk_frames,
+                        generator=generator, prompt=pre.prompt_for(source.instruction), **self.kwargs)[0]
         return (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+
+
+def world_model_condition_kinds(rollout_config) -> list[str]:
+    """The condition kinds of the configured world model, read from its config file alone
+    (no weights): the pipeline's transformer or ``rollout.transformer``, in any folder kind
+    the ORV loader takes (the official checkpoints name them their own way)."""
+    from orv_engine.models.transformer_orv import read_transformer_config  # noqa: PLC0415
+    from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel  # noqa: PLC0415
+
+    folder = Path(rollout_config.transformer or Path(rollout_config.model) / "transformer")
+    if not (folder / "config.json").is_file():
+        return []
+    config, _, _ = read_transformer_config(folder, ORVMultiViewTransformer3DModel, {})
+    return list(config.get("condition_kinds") or [])
 
 
 def rollout_dir(run_dir, unit_id: str) -> Path:

@@ -10,7 +10,6 @@ message and the run goes on; the report lists it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -101,7 +100,7 @@ class AugmentRun:
             ro = self.config.rollout
             device, dtype = self._device()
             self._generator = RolloutGenerator(ro.model, device, dtype, ro.chunk_frames, ro.num_inference_steps,
-                                               ro.guidance_scale, ro.action_guidance_scale)
+                                               ro.guidance_scale, ro.action_guidance_scale, ro.transformer)
         return self._generator
 
     def painter_ids(self) -> dict:
@@ -111,8 +110,9 @@ class AugmentRun:
     # -- per-unit stages ---------------------------------------------------------------
     def condition_kinds(self) -> tuple[str, ...]:
         """What the sources must carry: the world model's kinds plus the ControlNets' maps."""
-        model_index = Path(self.config.rollout.model) / "transformer" / "config.json"
-        kinds = set(json.loads(model_index.read_text()).get("condition_kinds") or []) if model_index.is_file() else set()
+        from augment.rollout import world_model_condition_kinds  # noqa: PLC0415
+
+        kinds = set(world_model_condition_kinds(self.config.rollout))
         kinds |= {cn.condition for cn in self.config.first_frames.controlnets}
         return tuple(sorted(kinds))
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -188,3 +189,110 @@ def test_bad_upstream_folders_raise_checkpoint_errors_naming_what(tmp_path, monk
     folder = write_upstream_folder(tmp_path / "one", "stage2", seed=12, num_control_keys=1)
     with pytest.raises(CheckpointError, match=r"condition_kinds=\['depth'\]"):
         ORVTransformer3DModel.from_pretrained(folder)
+
+
+def _cogvideox_folder(path: Path) -> Path:
+    """A tiny CogVideoX-2B-like pipeline folder (T5, VAE, DDIM with leading spacing, stock transformer)."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
+    from tiny_orv import tiny_stock_transformer, tiny_text_encoder, tiny_tokenizer, tiny_vae
+
+    tokenizer = tiny_tokenizer()
+    scheduler = CogVideoXDDIMScheduler(timestep_spacing="leading", snr_shift_scale=1.0, rescale_betas_zero_snr=True,
+                                       prediction_type="v_prediction", clip_sample=False)
+    CogVideoXPipeline(tokenizer=tokenizer, text_encoder=tiny_text_encoder(len(tokenizer), d_model=32), vae=tiny_vae(),
+                      transformer=tiny_stock_transformer(), scheduler=scheduler).save_pretrained(path)
+    return path
+
+
+def test_pipeline_takes_the_official_weights_next_to_a_cogvideox_folder(tmp_path, monkeypatch):
+    """The user's recipe: CogVideoX-2B for T5/VAE/scheduler, the official transformer folder.
+    The checkpoint's conventions apply: its scheduler, its 50 steps, its empty prompt, its
+    condition encoding (sampled posteriors of [0, 1] images), 4k frames."""
+    from diffusers import CogVideoXDPMScheduler
+    from tiny_orv import first_frame
+
+    from orv_engine.occupancy.condition_images import encoded_condition_images
+    from orv_engine.pipelines import ORVPipeline
+
+    base = _cogvideox_folder(tmp_path / "CogVideoX-2b")
+    official = write_upstream_folder(tmp_path / "orv-gen-model" / "transformer", "stage2", seed=13)
+    with pytest.raises(TypeError, match="ORVTransformer3DModel"):
+        ORVPipeline.from_pretrained(base)  # the stock transformer is not an ORV model
+    pipe = ORVPipeline.from_pretrained(base, transformer=str(official))
+    assert isinstance(pipe.scheduler, CogVideoXDPMScheduler) and pipe.scheduler.config.timestep_spacing == "trailing"
+    pipe.set_progress_bar_config(disable=True)
+
+    calls = []
+    forward = pipe.transformer.forward
+    monkeypatch.setattr(pipe.transformer, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
+    rng = np.random.default_rng(0)
+    maps = {"depth": rng.uniform(0.0, 0.6, (12, 64, 64)).astype(np.float32),
+            "semantics": rng.integers(-1, 50, (12, 64, 64))}
+    images = encoded_condition_images(maps, ["depth", "semantics"], pipe.transformer.preprocessing.condition_encoding)
+    actions = rng.normal(0, 1, (12, 7)).astype(np.float32)  # 12 = 4k: 4 latent frames (an even count)
+    out = pipe(first_frame(0), actions, images, generator=torch.Generator().manual_seed(0)).frames
+    assert out.shape == (1, 12, 64, 64, 3) and np.isfinite(out).all()
+    assert len(calls) == 50  # the checkpoint's number of steps
+    assert calls[0]["condition_latents"].shape == (1, 4, 32, 8, 8)
+    # sampled condition posteriors: another generator seed, other condition latents
+    calls.clear()
+    pipe(first_frame(0), actions, images, num_inference_steps=1, generator=torch.Generator().manual_seed(1))
+    other = calls[0]["condition_latents"]
+    calls.clear()
+    pipe(first_frame(0), actions, images, num_inference_steps=1, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(other, calls[0]["condition_latents"])
+
+
+def test_decoding_an_even_number_of_latent_frames_gives_4k_plus_1_frames():
+    from tiny_orv import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    for latent_frames in (3, 4, 8):
+        video = pipe.decode_latents(torch.randn(1, latent_frames, 16, 8, 8))
+        assert video.shape[2] == 4 * (latent_frames - 1) + 1
+
+
+def test_orv_eval_runs_the_official_weights_in_their_action_convention(tmp_path, tiny_bridge, capsys):
+    from benchmarks.metrics.generation_eval import frame_actions, held_out_clips, main
+
+    from orv_engine.data.action_conventions import eef_frame_actions
+    from orv_engine.models.preprocessing import upstream_preprocessing
+
+    base = _cogvideox_folder(tmp_path / "CogVideoX-2b")
+    official = write_upstream_folder(tmp_path / "official", "stage1", seed=14)
+    clip = next(held_out_clips(tiny_bridge, "bridge-tiny", max_clips=1, preprocessing=upstream_preprocessing(8, 8, 9)))
+    with_next = np.concatenate([clip.states, clip.states[-1:]])  # the last action of the episode's end: no motion
+    assert np.allclose(frame_actions(clip)[:-1], eef_frame_actions(with_next)[:-1], atol=1e-6)
+    assert not np.allclose(frame_actions(clip), next(held_out_clips(tiny_bridge, "bridge-tiny", max_clips=1)).actions[4:])
+    out = tmp_path / "run"
+    code = main([str(base), str(tiny_bridge), "--transformer", str(official), "--preset", "bridge-tiny", "--max-clips",
+                 "1", "--steps", "2", "--device", "cpu", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    generation = json.loads((out / "metrics" / "generation.json").read_text())
+    assert generation["transformer"] == str(official) and generation["clips"] == 1
+
+
+def test_orv_augment_rolls_out_with_the_official_weights(tmp_path):
+    """``rollout.model`` a CogVideoX-2B folder, ``rollout.transformer`` the official stage-2
+    folder: the loop reads its condition kinds from upstream's config, rolls out with the
+    eef-frame actions and the official condition encoding, and records both models."""
+    import augment  # noqa: F401  (import order)
+    from augment.config import config_from_dict
+    from augment.demo import write_demo_models
+    from augment.runner import AugmentRun
+    from test_augment_loop import rollout_frames, small_config
+
+    models = write_demo_models(tmp_path / "models")
+    base = _cogvideox_folder(tmp_path / "CogVideoX-2b")
+    official = write_upstream_folder(tmp_path / "official", "stage2", seed=15)
+    values = small_config(models, max_episodes=1)
+    values["rollout"].update(model=str(base), transformer=str(official))
+    values["first_frames"]["variants_per_episode"] = 1
+    run_dir = tmp_path / "run"
+    summary = AugmentRun(config_from_dict(values), run_dir, progress=False).run()
+    frames = rollout_frames(run_dir)
+    assert summary["units"] == {"scored": 1} and len(frames) == 1
+    (unit,) = frames
+    assert frames[unit].shape == (8, 64, 64, 3)
+    record = json.loads((run_dir / "rollouts" / unit / "rollout.json").read_text())
+    assert str(official) in json.dumps(record["models"])

@@ -44,12 +44,15 @@ def clip_name(clip, index: int) -> str:
 
 
 def held_out_clips(data_dir, preset: str, split: str = "val", max_clips: int | None = None,
-                   camera: str | None = None, dataset: str | None = None):
-    """The split's clips in a fixed order (first ``max_clips`` of them)."""
+                   camera: str | None = None, dataset: str | None = None, preprocessing=None):
+    """The split's clips in a fixed order (first ``max_clips`` of them), their actions in the
+    checkpoint's action convention (``preprocessing``, an ``ORVPreprocessing``)."""
     from orv_engine.data.clip_dataset import ClipDataset
     from orv_engine.data.clips import clip_config
 
     overrides = {"camera": camera} if camera else {}
+    if preprocessing is not None and preprocessing.action_convention != "dataset":
+        overrides.update(action_convention=preprocessing.action_convention, action_scale=preprocessing.action_scale)
     clips = ClipDataset(data_dir, clip_config(preset, **overrides), dataset=dataset, split=split,
                         shuffle=False, rank=0, world_size=1, as_clips=True)
     for i, clip in enumerate(clips):
@@ -58,12 +61,14 @@ def held_out_clips(data_dir, preset: str, split: str = "val", max_clips: int | N
         yield clip
 
 
-def frame_actions(clip) -> np.ndarray:
-    """Per-frame actions (one per generated frame) from the clip's chunk-aligned actions."""
-    actions = clip.actions[clip.action_mask]
-    if len(actions) != clip.num_real_frames:
+def frame_actions(clip, action_chunk: int = 4) -> np.ndarray:
+    """Per-frame actions (one per generated frame) from the clip's chunk-aligned actions: every
+    row after the reference chunk (4k of them for a 4k+1-frame clip)."""
+    actions = clip.actions[action_chunk:]
+    if not clip.action_mask[action_chunk:].all():
         raise ValueError(
-            f"clip {clip.episode_id}@{clip.start}: {len(actions)} actions for {clip.num_real_frames} frames"
+            f"clip {clip.episode_id}@{clip.start}: {int((~clip.action_mask[action_chunk:]).sum())} padded action rows "
+            f"for {clip.num_real_frames} frames"
         )
     return actions
 
@@ -85,8 +90,8 @@ def _conditions(clip, name: str, conditions_dir: Path | None, kinds: list[str]) 
     return None
 
 
-def generate(pipe, clips, out_dir, *, steps: int = 50, seed: int = 0, batch_size: int = 1,
-             guidance_scale: float = 1.0, action_guidance_scale: float = 1.0, prompt: str = "instruction",
+def generate(pipe, clips, out_dir, *, steps: int | None = None, seed: int = 0, batch_size: int = 1,
+             guidance_scale: float | None = None, action_guidance_scale: float = 1.0, prompt: str = "auto",
              conditions_dir: str | Path | None = None, log=None) -> tuple[Path, Path, list[str]]:
     """Generate every clip; write ``generated/NAME.npy`` and ``ground_truth/NAME.npy``."""
     import torch
@@ -98,6 +103,9 @@ def generate(pipe, clips, out_dir, *, steps: int = 50, seed: int = 0, batch_size
     gt_dir.mkdir(parents=True, exist_ok=True)
     conditions_dir = Path(conditions_dir) if conditions_dir is not None else None
     kinds = list(getattr(pipe.transformer, "condition_kinds", []) or [])
+    pre = pipe.transformer.preprocessing  # "auto" prompt: what the checkpoint was trained with
+    prompt_of = {"instruction": lambda c: c.instruction, "empty": lambda c: "",
+                 "auto": lambda c: pre.prompt_for(c.instruction)}[prompt]
     generator_device = "cpu"  # CPU generators: the same noise on every machine
     names: list[str] = []
 
@@ -113,7 +121,7 @@ def generate(pipe, clips, out_dir, *, steps: int = 50, seed: int = 0, batch_size
             image=first,
             actions=np.stack([frame_actions(c) for c, _ in items]),
             conditions=stacked,
-            prompt=[c.instruction if prompt == "instruction" else "" for c, _ in items],
+            prompt=[prompt_of(c) for c, _ in items],
             height=height, width=width,
             num_inference_steps=steps, guidance_scale=guidance_scale,
             action_guidance_scale=action_guidance_scale,
@@ -123,7 +131,7 @@ def generate(pipe, clips, out_dir, *, steps: int = 50, seed: int = 0, batch_size
         for (clip, name), video in zip(items, np.asarray(result)):
             frames = np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
             write_clip(gen_dir / f"{name}.npy", frames)
-            write_clip(gt_dir / f"{name}.npy", clip.frames[: clip.num_real_frames])
+            write_clip(gt_dir / f"{name}.npy", clip.frames[: len(frames)])  # the frames the actions drive
             names.append(name)
         log(f"generated {len(names)} clips")
 
@@ -140,7 +148,7 @@ def generate(pipe, clips, out_dir, *, steps: int = 50, seed: int = 0, batch_size
     return gen_dir, gt_dir, names
 
 
-def load_pipeline(checkpoint: str | Path, device: str = "auto", dtype: str = "auto"):
+def load_pipeline(checkpoint: str | Path, device: str = "auto", dtype: str = "auto", transformer=None):
     import torch
 
     from orv_engine.pipelines import ORVPipeline
@@ -148,7 +156,8 @@ def load_pipeline(checkpoint: str | Path, device: str = "auto", dtype: str = "au
     dev = resolve_device(device)
     if dtype == "auto":
         dtype = "bfloat16" if dev.type == "cuda" else "float32"
-    pipe = ORVPipeline.from_pretrained(str(checkpoint), torch_dtype=getattr(torch, dtype))
+    extra = {} if transformer is None else {"transformer": str(transformer)}
+    pipe = ORVPipeline.from_pretrained(str(checkpoint), dtype=getattr(torch, dtype), **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
 
@@ -168,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orv-eval",
         description="Generate a held-out split with an ORV checkpoint and score it (the paper's Table 1).",
     )
-    p.add_argument("checkpoint", help="ORV pipeline folder (diffusers format)")
+    p.add_argument("checkpoint", help="ORV pipeline folder (diffusers format), or a CogVideoX-2B folder with --transformer")
+    p.add_argument("--transformer", help="an ORV transformer folder to use instead of the checkpoint's (e.g. the "
+                   "official ORV weights, converted on load)")
     p.add_argument("data", help="local TFDS/RLDS dataset folder")
     p.add_argument("--preset", default="bridge", help="clip preset of orv_engine.data.clips (bridge, droid, rt1, ...)")
     p.add_argument("--split", default="val")
@@ -176,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", help="camera to evaluate (default: the preset's / the first one)")
     p.add_argument("--max-clips", type=int, help="first N clips of the split")
     p.add_argument("--conditions", help="folder of NAME.npz condition maps (Occ. + Action rows)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance-scale", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=None, help="default: the checkpoint's (50)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="default: the checkpoint's (1.0)")
     p.add_argument("--action-guidance-scale", type=float, default=1.0)
-    p.add_argument("--prompt", choices=("instruction", "empty"), default="instruction")
+    p.add_argument("--prompt", choices=("auto", "instruction", "empty"), default="auto",
+                   help="auto: what the checkpoint was trained with (empty for the official weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gen-batch-size", type=int, default=1, help="clips per pipeline call")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
@@ -204,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        pipe = load_pipeline(args.checkpoint, args.device, args.dtype)
-        clips = held_out_clips(args.data, args.preset, args.split, args.max_clips, args.camera, args.dataset)
+        pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.transformer)
+        clips = held_out_clips(args.data, args.preset, args.split, args.max_clips, args.camera, args.dataset,
+                               pipe.transformer.preprocessing)
         gen_dir, gt_dir, names = generate(
             pipe, clips, args.out, steps=args.steps, seed=args.seed, batch_size=args.gen_batch_size,
             guidance_scale=args.guidance_scale, action_guidance_scale=args.action_guidance_scale,
@@ -219,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device, batch_size=args.batch_size, skip_first_frames=args.skip_first_frames,
             method=args.method or Path(args.checkpoint).name, log=log,
         )
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result["generation"] = {
-        "checkpoint": str(args.checkpoint), "data": str(args.data), "preset": args.preset, "split": args.split,
+        "checkpoint": str(args.checkpoint), "transformer": args.transformer, "data": str(args.data), "preset": args.preset, "split": args.split,
         "clips": len(names), "steps": args.steps, "seed": args.seed, "guidance_scale": args.guidance_scale,
         "action_guidance_scale": args.action_guidance_scale, "prompt": args.prompt,
         "conditions": str(args.conditions) if args.conditions else None,

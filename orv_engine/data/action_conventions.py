@@ -121,3 +121,21 @@ def eef_frame_actions(states: np.ndarray, scale=EEF_FRAME_SCALE) -> np.ndarray:
         rotation = wrap_angle((previous_inv * rotations[1:]).as_euler(EULER_SEQUENCE))
     actions = np.concatenate([translation, rotation, states[1:, GRIPPER : GRIPPER + 1]], axis=1)
     return (actions * scale).astype(np.float32)
+
+
+def episode_actions(states: np.ndarray, actions: np.ndarray, convention: str, scale=None) -> np.ndarray:
+    """A whole episode's per-step actions ``(T, 7)`` in a checkpoint's ``convention``.
+
+    "dataset": ``actions`` as stored. "eef-frame": recomputed from the ``(T, 7)`` states, one
+    per step; the last step has no next state, so its action keeps the arm still and the
+    gripper state (the rule :func:`orv_engine.data.clips.cut_clips` applies at an episode's end).
+    """
+    check_action_convention(convention, "convention")
+    actions = np.asarray(actions, np.float32)
+    if convention == "dataset":
+        return actions
+    states = np.asarray(states)
+    if len(states) < 2:
+        raise ValueError(f"eef-frame actions need at least 2 states, got {len(states)}")
+    padded = np.concatenate([states, states[-1:]], axis=0)  # the last step: no motion
+    return eef_frame_actions(padded, EEF_FRAME_SCALE if scale is None else scale)

@@ -27,6 +27,7 @@ scale of 1.0 switches its branch off (no extra transformer pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DiffusionPipeline
@@ -76,11 +77,25 @@ class ORVPipeline(DiffusionPipeline):
         self.vae_scale_factor_temporal = self.vae.config.temporal_compression_ratio
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
+    transformer_class = ORVTransformer3DModel
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """diffusers' loader, then the sampler the transformer's checkpoint records
-        (``preprocessing.scheduler`` and ``timestep_spacing``) unless a scheduler is passed."""
+        (``preprocessing.scheduler`` and ``timestep_spacing``) unless a scheduler is passed.
+
+        ``transformer`` may be a model or a transformer *folder* of any kind the ORV loader
+        knows, e.g. the official ORV weights next to a CogVideoX-2B folder for the rest:
+        ``ORVPipeline.from_pretrained("CogVideoX-2b", transformer="orv-gen-model/transformer")``.
+        """
+        transformer = kwargs.get("transformer")
+        if isinstance(transformer, (str, Path)):
+            dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+            kwargs["transformer"] = cls.transformer_class.from_pretrained(transformer, torch_dtype=dtype)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if not isinstance(pipe.transformer, cls.transformer_class):
+            raise TypeError(f"{pretrained_model_name_or_path}: its transformer is a {type(pipe.transformer).__name__}; "
+                            f"pass transformer=<an ORV transformer folder>")
         if "scheduler" not in kwargs:
             pipe.use_checkpoint_scheduler()
         return pipe

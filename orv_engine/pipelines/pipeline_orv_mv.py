@@ -20,6 +20,8 @@ from orv_engine.pipelines.pipeline_orv import ORVPipeline, ORVPipelineOutput
 
 
 class ORVMultiViewPipeline(ORVPipeline):
+    transformer_class = ORVMultiViewTransformer3DModel
+
     def __init__(self, tokenizer, text_encoder, vae, transformer: ORVMultiViewTransformer3DModel, scheduler):
         if not isinstance(transformer, ORVMultiViewTransformer3DModel):
             raise TypeError(
