@@ -1,7 +1,7 @@
 """Time per denoising step: ORV's transformer vs stock CogVideoX at the same config.
 
-ORV adds a chunked action encoder, per-latent-frame AdaLN modulation and an input fusion
-MLP; the target is that one denoising step costs at most 3% more than CogVideoX's.
+ORV adds a chunked action encoder, per-latent-frame AdaLN modulation and a token-space
+condition fusion (the conditions' patch embeddings and one linear layer); the target is that one denoising step costs at most 3% more than CogVideoX's.
 Both models share the same weights (ORV is built from the stock model), run on the same
 inputs, and are timed interleaved (median of several steps) so machine drift hits both.
 
@@ -163,9 +163,7 @@ def overhead_breakdown(config: dict, latent: tuple[int, int, int], reps: int = 3
     gate_orv = torch.randn(1, frames, 1, dim)
     actions = torch.randn(1, config["action_chunk"] * frames, config["action_dim"])
     kinds = len(config["condition_kinds"])
-    lat = torch.randn(1, frames, config["out_channels"], h, w)
     conds = torch.randn(1, frames, config["out_channels"] * kinds, h, w) if kinds else None
-    hidden_in = torch.randn(1, frames, config["in_channels"], h, w)
 
     pairs = {
         "AdaLN (x2 per block)": (lambda: norm(x, enc, temb), lambda: expert_adaln(norm, x, enc, vision_cond, text_cond)),
@@ -179,10 +177,9 @@ def overhead_breakdown(config: dict, latent: tuple[int, int, int], reps: int = 3
         "action encoder + silu (x1)": lambda: orv.action_encoder(actions, 1, frames),
     }
     if conds is not None:
-        c = config["out_channels"]
-        extra_only["condition fusion + concat (x1)"] = lambda: torch.cat(
-            [orv.condition_fusion(hidden_in[:, :, :c], conds), hidden_in[:, :, c:]], dim=2
-        )
+        text = torch.randn(1, config["max_text_seq_length"], config["text_embed_dim"])
+        extra_only["condition patch embeddings + fusion (x1)"] = lambda: orv.condition_fusion(
+            x, orv._condition_tokens(text, conds))
     layers = config["num_layers"]
     total = 0.0
     threads = torch.get_num_threads()

@@ -1,4 +1,4 @@
-"""PSNR/SSIM against scikit-image on the same frames (benchmarks.metrics.psnr_ssim)."""
+"""PSNR/SSIM against scikit-image on the same frames (orv_engine.evaluation.psnr_ssim)."""
 
 import math
 

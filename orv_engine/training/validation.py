@@ -4,7 +4,7 @@ Each held-out clip gives its first frame, its per-frame actions and (stage 2) it
 images to :class:`~orv_engine.pipelines.ORVPipeline`, with a fixed generator per clip, so
 numbers are comparable across steps. PSNR/SSIM are computed over the generated frames
 (1 .. F-1; frame 0 is the given one) against the ground truth with the project's metric
-code (``benchmarks.metrics.psnr_ssim``, the numbers of scikit-image), then averaged per
+code (``orv_engine.evaluation.psnr_ssim``, the numbers of scikit-image), then averaged per
 clip and over clips. Videos go to ``<output_dir>/validation/step-<n>/<i>.mp4`` with ground
 truth on the left and the rollout on the right.
 """
