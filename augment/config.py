@@ -67,7 +67,7 @@ class RolloutConfig:
     transformer: str | None = None
     height: int = 320  # Bridge preset (paper Table 9)
     width: int = 480
-    chunk_frames: int = 16  # frames per generated chunk (8N); chunks chain on their last frame
+    chunk_frames: int = 16  # frames per generated chunk (4k); chunks chain on their last frame
     # None: what the world model's checkpoint records (transformer.preprocessing: 50 DPM steps
     # and no text CFG for the official ORV weights and this project's own)
     num_inference_steps: int | None = None
@@ -165,10 +165,11 @@ def validate(config: AugmentConfig) -> None:
         ff.prompt_template.format(appearance="", instruction="")
     except (KeyError, IndexError) as err:
         raise ConfigError(f"first_frames.prompt_template: unknown field {err} (use {{appearance}}, {{instruction}})") from None
-    if ro.chunk_frames < 8 or ro.chunk_frames % 8:
-        raise ConfigError(f"rollout.chunk_frames: must be a positive multiple of 8, got {ro.chunk_frames}")
+    if ro.chunk_frames < 4 or ro.chunk_frames % 4:
+        raise ConfigError(f"rollout.chunk_frames: must be a positive multiple of 4 (4k frames: the VAE takes 4k+1), "
+                          f"got {ro.chunk_frames}")
     for key in ("height", "width", "num_inference_steps", "fps"):
-        if getattr(ro, key) < 1:
+        if getattr(ro, key) is not None and getattr(ro, key) < 1:
             raise ConfigError(f"rollout.{key}: must be >= 1, got {getattr(ro, key)}")
     for key in ("max_episodes", "max_steps"):
         value = getattr(config.source, key)

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     clips.add_argument("--preset", default="bridge", choices=sorted(PRESETS),
                        help="clip settings of the paper's Table 9 (default: bridge)")
     clips.add_argument("--camera", help="image key to cut clips from (default: the main camera)")
-    clips.add_argument("--frames", type=int, help="real frames per clip (8N; a placeholder is added)")
+    clips.add_argument("--frames", type=int, help="real frames per clip (with the placeholder, 4k+1 frames go to the VAE)")
     clips.add_argument("--height", type=int, help="sample height")
     clips.add_argument("--width", type=int, help="sample width")
     clips.add_argument("--stride", type=int, help="frame stride Δf1")

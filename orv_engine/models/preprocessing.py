@@ -98,6 +98,14 @@ class ORVPreprocessing:
         return cls(**values)
 
 
+def to_vae_range(images, encoding: str):
+    """Condition images in [0, 1] (numpy or torch) -> what the VAE receives under ``encoding``:
+    ``[-1, 1]`` for "engine" (like video frames), unchanged for "orv-official"."""
+    if encoding not in CONDITION_ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(map(repr, CONDITION_ENCODINGS))}, got {encoding!r}")
+    return images * 2 - 1 if encoding == "engine" else images
+
+
 def upstream_preprocessing(sample_height: int, sample_width: int, sample_frames: int,
                            vae_scale_factor: int = 8) -> ORVPreprocessing:
     """What the official ORV checkpoints were trained on (OrangeSodahub/ORV ``orv/dataset``,

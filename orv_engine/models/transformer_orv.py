@@ -466,7 +466,7 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         state = load_checkpoint(folder, variant)
         if source_kind == "upstream":
             state, used, dropped = upstream_orv.convert_state_dict(state)
-            logger.info(upstream_orv.summary(folder, used, dropped))
+            logger.warning(upstream_orv.summary(folder, used, dropped))  # seen by default: weights were dropped
         _load_into(model, state, source=str(folder), creatable=creatable)
         model.eval()
         if torch_dtype is not None:

@@ -36,7 +36,7 @@ import colorsys
 
 import numpy as np
 
-from orv_engine.models.preprocessing import CONDITION_ENCODINGS
+from orv_engine.models.preprocessing import CONDITION_ENCODINGS, to_vae_range
 
 PALETTE = np.array(
     [[70, 70, 70], [160, 120, 60], [210, 210, 210], [220, 40, 40], [40, 170, 70], [240, 200, 30],
@@ -137,14 +137,6 @@ def encoded_condition_images(maps: dict[str, np.ndarray], kinds, encoding: str) 
         return {kind: image.astype(np.float32) / np.float32(255.0) for kind, image in condition_images(maps, kinds).items()}
     convert = {"depth": orv_depth_input, "semantics": orv_semantic_input}
     return {kind: convert[kind](maps[kind]) for kind in kinds}
-
-
-def to_vae_range(images, encoding: str):
-    """Images in [0, 1] (numpy or torch) -> what the VAE receives under ``encoding``:
-    ``[-1, 1]`` for "engine" (like video frames), unchanged for "orv-official"."""
-    if encoding not in CONDITION_ENCODINGS:
-        raise ValueError(f"encoding must be one of {', '.join(map(repr, CONDITION_ENCODINGS))}, got {encoding!r}")
-    return images * 2 - 1 if encoding == "engine" else images
 
 
 def condition_vae_inputs(maps: dict[str, np.ndarray], kinds, encoding: str) -> dict[str, np.ndarray]:

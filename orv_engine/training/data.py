@@ -20,8 +20,8 @@ import torch
 
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import PRESETS, Clip, ClipConfig
-from orv_engine.models.preprocessing import ORVPreprocessing
-from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images, to_vae_range
+from orv_engine.models.preprocessing import ORVPreprocessing, to_vae_range
+from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images
 
 def clip_config_of(data_config) -> ClipConfig:
     overrides = dict(data_config.clip)
