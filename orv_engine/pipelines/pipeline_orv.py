@@ -275,7 +275,7 @@ class ORVPipeline(DiffusionPipeline):
         # 2. Encode text, first frames (views of a sample adjacent), conditions; chunk-align the actions.
         prompt_embeds = self.encode_prompt(prompts, device, dtype)
         first = pixels.flatten(0, 1)[:, :, None]
-        image_latents = self.encode_video(first, generator if not multi_view else generator).to(device, dtype)
+        image_latents = self.encode_video(first, generator).to(device, dtype)
         c, h, w = image_latents.shape[2:]
         image_latents = torch.cat(
             [image_latents, image_latents.new_zeros(batch_size * num_views, num_latent_frames - 1, c, h, w)], dim=1
