@@ -296,3 +296,19 @@ def test_orv_augment_rolls_out_with_the_official_weights(tmp_path):
     assert frames[unit].shape == (8, 64, 64, 3)
     record = json.loads((run_dir / "rollouts" / unit / "rollout.json").read_text())
     assert str(official) in json.dumps(record["models"])
+
+
+def test_official_stage1_gains_a_zero_fusion_and_starts_stage2_at_its_function(tmp_path):
+    folder = write_upstream_folder(tmp_path / "s1", "stage1", seed=16)
+    stage2 = ORVTransformer3DModel.from_pretrained(folder, condition_kinds=["depth", "semantics"])
+    assert not stage2.condition_fusion.proj.weight.any()
+    _, config = load_upstream_folder(folder)
+    inputs = upstream_inputs(config, seed=17)
+    conditions = torch.cat([inputs["depth_latents"], inputs["label_latents"]], dim=2)
+    with torch.no_grad():
+        out = stage2(inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["timestep"],
+                     actions=chunk_aligned(inputs["actions"]), condition_latents=conditions).sample
+    torch.testing.assert_close(out, reference(folder, inputs, with_conditions=False), atol=ATOL, rtol=0)
+    with pytest.raises(CheckpointError, match="fuses 2 conditions"):
+        ORVTransformer3DModel.from_pretrained(write_upstream_folder(tmp_path / "s2", "stage2", seed=18),
+                                              condition_kinds=["depth"])
