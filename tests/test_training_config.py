@@ -110,3 +110,18 @@ def test_shipped_configs_are_valid():
         assert (stage1.train.max_steps, stage1.optim.learning_rate, stage1.optim.lr_warmup_steps) == (30000, 1e-4, 1000)
         assert stage1.model.condition_kinds == [] and stage2.model.condition_kinds == ["depth", "semantics"]
         assert stage2.model.transformer_path.startswith(stage1.output_dir)
+
+
+def test_orv_train_runs_multiview_by_config(tmp_path, capsys):
+    """One entry point: a config with a ``multiview`` section is an ORV-MV run."""
+    from orv_engine.training.cli import load_run_config, main, main_multiview
+    from orv_engine.training.config import Config
+    from orv_engine.training.config_mv import MultiViewConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert type(load_run_config(root / "tiny_mv.yaml", check_paths=False)) is MultiViewConfig
+    assert type(load_run_config(root / "tiny.yaml", check_paths=False)) is Config
+    assert main([str(root / "tiny_mv.yaml"), "--check"]) == 2  # checked as an ORV-MV config: its paths are missing here
+    assert "orv-train: config error" in capsys.readouterr().err
+    assert main_multiview([str(root / "tiny.yaml"), "--check"]) == 2
+    assert "has no multiview section" in capsys.readouterr().err

@@ -103,7 +103,3 @@ def write_json(path: str | Path, data) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def load_statistics(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -10,7 +10,6 @@ in the package imports it, and it is not needed on CPU-only machines.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -52,13 +51,6 @@ class SimulationLabels:
         out[known] = self.table[segmentation[known]]
         out[~known] = self.label_names.index(UNKNOWN)
         return out
-
-
-class Segmenter(Protocol):
-    """Anything that labels frames: ``(T, H, W, 3)`` uint8 + class names -> ``(T, H, W)`` ids
-    (index into ``class_names``; ``-1`` where nothing was found)."""
-
-    def segment(self, frames: np.ndarray, class_names: list[str]) -> np.ndarray: ...
 
 
 class GroundedSam2Segmenter:

@@ -9,7 +9,6 @@ here and the user is told the exact download command instead.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 # uid -> (file that must exist, relative to MS_ASSET_DIR/data; ManiSkill's download id)
@@ -28,21 +27,6 @@ class SimAssetError(FileNotFoundError):
 def default_asset_dir() -> Path:
     """ManiSkill's ``MS_ASSET_DIR`` (its data lives in ``<MS_ASSET_DIR>/data``)."""
     return Path(os.environ.get("MS_ASSET_DIR", Path.home() / ".maniskill")).expanduser()
-
-
-def use_asset_dir(path: str | Path) -> Path:
-    """Point ManiSkill at ``path`` (its ``MS_ASSET_DIR``); call before importing mani_skill."""
-    path = Path(path).expanduser().resolve()
-    if "mani_skill" in sys.modules:
-        from mani_skill import ASSET_DIR
-
-        if Path(ASSET_DIR).resolve() != path / "data":
-            raise RuntimeError(
-                f"mani_skill was already imported with MS_ASSET_DIR={ASSET_DIR}; set "
-                f"MS_ASSET_DIR={path} before the first import (or in the environment)"
-            )
-    os.environ["MS_ASSET_DIR"] = str(path)
-    return path
 
 
 def _remove_empty_dirs(folder: Path, stop: Path) -> None:

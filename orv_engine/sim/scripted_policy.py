@@ -10,7 +10,6 @@ a teleoperator's would be. Works with any robot whose controller takes EEF delta
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 GRIPPER_OPEN, GRIPPER_CLOSED = 1.0, -1.0  # ManiSkill's normalised gripper command
 
@@ -102,16 +101,3 @@ def _rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
 
     w, x, y, z = q_wxyz
     return Rotation.from_quat([x, y, z, w]).inv().apply(v)
-
-
-def run_policy(env, seed: int, max_steps: int = 60):
-    """Roll the policy out once (no recording); returns (success, steps)."""
-    env.reset(seed=seed)
-    policy = PickPlacePolicy(env)
-    for t in range(max_steps):
-        action = policy()
-        if policy.done:
-            break
-        env.step(torch.from_numpy(action)[None])
-    info = env.unwrapped.evaluate()
-    return bool(info["success"][0]), t

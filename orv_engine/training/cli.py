@@ -1,11 +1,10 @@
-"""``orv-train`` and ``orv-mv-train``: train ORV (or ORV-MV, multi-view) from a YAML config.
+"""``orv-train``: train ORV, or ORV-MV when the config has a ``multiview`` section.
 
     orv-train configs/bridge/stage1.yaml
     orv-train configs/bridge/stage1.yaml --resume latest
     orv-train configs/tiny.yaml --set train.max_steps=50 --set optim.learning_rate=3e-4
+    orv-train configs/droid/mv.yaml                       # multi-view (orv-mv-train is the same command)
     accelerate launch --config_file configs/accelerate/8gpu.yaml -m orv_engine.training.cli configs/bridge/stage1.yaml
-    orv-mv-train configs/droid/mv.yaml
-    accelerate launch --config_file configs/accelerate/8gpu.yaml -m orv_engine.training.trainer_mv configs/droid/mv.yaml
 
 The config is read and checked (unknown keys, wrong types, missing paths) before anything
 is loaded; ``--check`` stops there. ``--pre-encode`` (single view) only fills ``data.latents_dir``.
@@ -56,45 +55,54 @@ def _train(trainer, resume) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from orv_engine.training.config import load_config
+def load_run_config(path, overrides=(), check_paths: bool = True):
+    """A training config, single- or multi-view: a YAML with a ``multiview`` section is an ORV-MV
+    run (:class:`~orv_engine.training.config_mv.MultiViewConfig`), any other an ORV run."""
+    from orv_engine.config_validation import read_yaml_mapping
+    from orv_engine.training.config import config_from_dict
+    from orv_engine.training.config_mv import multiview_config_from_dict
 
-    config = _load_checked("orv-train", load_config, args)
+    values = read_yaml_mapping(path)
+    build = multiview_config_from_dict if "multiview" in values else config_from_dict
+    return build(values, overrides, check_paths=check_paths)
+
+
+def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) -> int:
+    args = build_parser(prog).parse_args(argv)
+    from orv_engine.config_validation import ConfigError, read_yaml_mapping
+    from orv_engine.training.config_mv import MultiViewConfig
+
+    try:
+        if require_multiview and "multiview" not in read_yaml_mapping(args.config):
+            raise ConfigError(f"{args.config} has no multiview section (an ORV-MV config does)")
+    except ConfigError as e:
+        print(f"{prog}: config error: {e}", file=sys.stderr)
+        return 2
+    config = _load_checked(prog, load_run_config, args)
     if config is None:
         return 2
+    multiview = isinstance(config, MultiViewConfig)
     if args.check:
         return _print_config(config)
-    if args.pre_encode and not config.data.latents_dir:
-        print("orv-train: config error: data.latents_dir: required for --pre-encode", file=sys.stderr)
+    if args.pre_encode and (multiview or not config.data.latents_dir):
+        what = "ORV-MV encodes its clips online" if multiview else "data.latents_dir: required for --pre-encode"
+        print(f"{prog}: config error: {what}", file=sys.stderr)
         return 2
 
     import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
     from orv_engine.training.trainer import Trainer
+    from orv_engine.training.trainer_mv import MultiViewTrainer
 
-    trainer = Trainer(config)
+    trainer = (MultiViewTrainer if multiview else Trainer)(config)
     if args.pre_encode:
-        trainer._setup_models()
-        trainer._setup_data()
+        trainer.setup()
         return 0
     return _train(trainer, args.resume)
 
 
 def main_multiview(argv=None) -> int:
-    args = build_parser("orv-mv-train", "Train ORV-MV (multi-view generation) from a YAML config.",
-                        pre_encode=False).parse_args(argv)
-    from orv_engine.training.config_mv import load_multiview_config
-
-    config = _load_checked("orv-mv-train", load_multiview_config, args)
-    if config is None:
-        return 2
-    if args.check:
-        return _print_config(config)
-
-    import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
-    from orv_engine.training.trainer_mv import MultiViewTrainer
-
-    return _train(MultiViewTrainer(config), args.resume)
+    """``orv-mv-train``: ``orv-train`` for a config with a ``multiview`` section (kept as a name)."""
+    return main(argv, prog="orv-mv-train", require_multiview=True)
 
 
 if __name__ == "__main__":

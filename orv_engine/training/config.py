@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from orv_engine.config_validation import ConfigError, build_dataclass, parse_overrides, set_dotted
+from orv_engine.config_validation import ConfigError, apply_overrides, build_dataclass, read_yaml_mapping
 
 
 
@@ -155,24 +154,13 @@ def config_from_dict(values: dict, overrides=(), base_dir: str | Path | None = N
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"the config must be a mapping of keys, got {type(values).__name__}")
-    values = yaml.safe_load(yaml.safe_dump(values))  # a deep copy
-    for key, value in parse_overrides(overrides):
-        set_dotted(values, key, value)
-    config = build_dataclass(Config, values)
+    config = build_dataclass(Config, apply_overrides(values, overrides))
     validate(config, check_paths=check_paths)
     return config
 
 
 def load_config(path: str | Path, overrides=(), check_paths: bool = True) -> Config:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    with open(path) as f:
-        try:
-            values = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return config_from_dict(values, overrides, check_paths=check_paths)
+    return config_from_dict(read_yaml_mapping(path), overrides, check_paths=check_paths)
 
 
 # ---------------------------------------------------------------- checks

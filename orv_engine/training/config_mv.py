@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from orv_engine.config_validation import ConfigError, build_dataclass, parse_overrides, set_dotted
+from orv_engine.config_validation import ConfigError, apply_overrides, build_dataclass, read_yaml_mapping
 from orv_engine.training.config import Config, validate
 from orv_engine.training.multiview_sampling import ViewSampling
 
@@ -70,22 +68,12 @@ def validate_multiview(config: MultiViewConfig, check_paths: bool = True) -> Non
 
 
 def load_multiview_config(path: str | Path, overrides=(), check_paths: bool = True) -> MultiViewConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return multiview_config_from_dict(values, overrides, check_paths=check_paths)
+    return multiview_config_from_dict(read_yaml_mapping(path), overrides, check_paths=check_paths)
 
 
 def multiview_config_from_dict(values: dict, overrides=(), check_paths: bool = True) -> MultiViewConfig:
     if not isinstance(values, dict):
         raise ConfigError(f"the config must be a mapping of keys, got {type(values).__name__}")
-    values = yaml.safe_load(yaml.safe_dump(values))
-    for key, value in parse_overrides(overrides):
-        set_dotted(values, key, value)
-    config = build_dataclass(MultiViewConfig, values)
+    config = build_dataclass(MultiViewConfig, apply_overrides(values, overrides))
     validate_multiview(config, check_paths=check_paths)
     return config

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from orv_engine.training.accelerated_run import AcceleratedRun, peak_memory_mb
-from orv_engine.training.config import Config
 from orv_engine.training.losses import LossInputs, diffusion_loss
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -36,8 +35,7 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
 
 
 class Trainer(AcceleratedRun):
-    def __init__(self, config: Config, log=print):
-        super().__init__(config, log)
+    """Trains ORV from a :class:`~orv_engine.training.config.Config` (``Trainer(config).train()``)."""
 
     # ------------------------------------------------------------ set-up
 
@@ -48,6 +46,12 @@ class Trainer(AcceleratedRun):
 
         cfg = self.config
         return load_components(cfg.model.pretrained_path, cfg.model.transformer_path, cfg.model.condition_kinds)
+
+    def setup(self) -> None:
+        """Load the models (taking the starting checkpoint's conventions) and the data; ``train``
+        calls it, ``orv-train --pre-encode`` stops after it."""
+        self._setup_models()
+        self._setup_data()
 
     def _is_trainable(self, name: str) -> bool:
         """Whether the transformer parameter ``name`` trains (``model.trainable``: all, or the ORV modules)."""
@@ -196,8 +200,7 @@ class Trainer(AcceleratedRun):
         """Run to ``train.max_steps`` (or ``stop_after`` steps, for tests); returns a summary."""
         cfg, acc = self.config, self.accelerator
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._setup_models()
-        self._setup_data()
+        self.setup()
         self._text_cache: dict[str, torch.Tensor] = {}
         if acc.is_main_process:
             (self.output_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))

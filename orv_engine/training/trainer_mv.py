@@ -124,9 +124,3 @@ class MultiViewTrainer(Trainer):
         from orv_engine.pipelines.pipeline_orv_mv import ORVMultiViewPipeline
 
         return ORVMultiViewPipeline
-
-
-if __name__ == "__main__":  # accelerate launch -m orv_engine.training.trainer_mv CONFIG ...
-    from orv_engine.training.cli import main_multiview
-
-    raise SystemExit(main_multiview())
