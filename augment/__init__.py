@@ -6,8 +6,8 @@ source episodes -> ``sources`` (actions, states, occupancy-rendered condition ma
 (cheap checks + Qwen2.5-VL caption/score, the ``filtering`` package) -> ``filter``
 (selection) -> ``export`` (RLDS in BridgeV2's schema, ``vla_finetune``) -> ``merge``
 (mixture with BridgeV2). ``manifest`` makes every step resumable after a kill; ``runner``
-runs the stages in one process, ``ray_runner`` on a Ray cluster. Importing it fixes the
-import order.
+runs the stages in one process, ``ray_runner`` on a Ray cluster, both with the models that
+``models`` builds from the config. Importing it fixes the import order.
 """
 
 import orv_engine.import_order as _import_order

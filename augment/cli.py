@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+# subcommand -> the stages it runs (augment.runner's names: hyphens here, underscores there)
 STAGE_COMMANDS = {
     "sources": ("sources",), "first-frames": ("first_frames",), "rollouts": ("rollouts",), "score": ("scores",),
     "filter": ("filter",), "export": ("export",), "merge": ("merge",), "report": ("report",),

@@ -1,20 +1,22 @@
-"""The run manifest: which work unit is at which stage, rewritten atomically on every change.
+"""The run manifest: which state each work unit is in, rewritten atomically on every change.
 
 Why one JSON file per shard, rewritten whole: a rename is the one atomic file operation
 every filesystem (local, NFS, Lustre) gives, so after a SIGKILL at any moment the manifest
 is either the old or the new version, never a torn one; shards run by hand
 (``--shard i/n``, possibly on other machines) each own their file, so no locking is needed.
-A unit's outputs are written (atomically) *before* the manifest records its stage, so a
+A unit's outputs are written (atomically) *before* the manifest records its new state, so a
 kill between the two only redoes that unit into the same deterministic paths: nothing is
 lost and nothing is duplicated.
 
-Layout: ``RUN/manifest/shard-00000-of-00001.json``::
+Layout: ``RUN/manifest/shard-00000-of-00001.json``, a unit's ``"stage"`` field holding its
+state (the constants below; each per-unit stage of :mod:`augment.runner` moves a unit one state
+on, ``augment.runner.STAGE_STATES``)::
 
     {"format": "orv-augment-manifest/1", "shard": [0, 1],
      "episodes": {KEY: {"episode_id", "status": "ready" | "skipped", "reason", "steps"}},
      "units":    {UNIT: {"episode": KEY, "variant", "seed", "prompt",
                          "stage": "planned" | "first_frame" | "rollout" | "scored" | "failed",
-                         "error", "seconds": {stage: s}}}}
+                         "error", "seconds": {state: s}}}}
 
 and ``RUN/manifest/run.json`` for the run-wide stages (filter, export, merge) and timings.
 """
@@ -27,7 +29,8 @@ import tempfile
 from pathlib import Path
 
 FORMAT = "orv-augment-manifest/1"
-UNIT_STAGES = ("planned", "first_frame", "rollout", "scored")  # in order; "failed" is terminal
+# unit states, in order (the strings are the file format); FAILED, from any of them, is terminal
+PLANNED, PAINTED, ROLLED_OUT, SCORED, FAILED = "planned", "first_frame", "rollout", "scored", "failed"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -61,10 +64,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"--shard {text}: need 0 <= i < n")
     return index, count
-
-
-def stage_at_least(stage: str, wanted: str) -> bool:
-    return stage in UNIT_STAGES and UNIT_STAGES.index(stage) >= UNIT_STAGES.index(wanted)
 
 
 class Manifest:
@@ -105,35 +104,33 @@ class Manifest:
         """Record a prepared (or skipped) episode together with its planned units, in one write."""
         self.episodes[key] = record
         for unit_id, unit in units.items():
-            self.units.setdefault(unit_id, {**unit, "episode": key, "stage": "planned", "error": None, "seconds": {}})
+            self.units.setdefault(unit_id, {**unit, "episode": key, "stage": PLANNED, "error": None, "seconds": {}})
         self.save()
 
-    def set_stage(self, unit_id: str, stage: str, seconds: float | None = None, error: str | None = None,
-                  save: bool = True) -> None:
+    def set_state(self, unit_id: str, state: str, seconds: float | None = None, error: str | None = None) -> None:
         unit = self.units[unit_id]
         previous = unit["stage"]
-        unit["stage"] = stage
+        unit["stage"] = state
         unit["error"] = error
-        if stage == "failed":
+        if state == FAILED:
             unit["failed_from"] = previous  # where --retry-failed puts it back
         if seconds is not None:
-            unit["seconds"][stage if stage != "failed" else f"failed_after_{previous}"] = round(seconds, 3)
-        if save:
-            self.save()
+            unit["seconds"][state if state != FAILED else f"failed_after_{previous}"] = round(seconds, 3)
+        self.save()
 
     def retry_failed(self) -> list[str]:
-        """Put every failed unit back at the stage it failed from (e.g. after a GPU out-of-memory)."""
+        """Put every failed unit back in the state it failed from (e.g. after a GPU out-of-memory)."""
         retried = []
         for unit_id, unit in self.units.items():
-            if unit["stage"] == "failed":
-                unit["stage"], unit["error"] = unit.pop("failed_from", "planned"), None
+            if unit["stage"] == FAILED:
+                unit["stage"], unit["error"] = unit.pop("failed_from", PLANNED), None
                 retried.append(unit_id)
         if retried:
             self.save()
         return sorted(retried)
 
-    def units_at(self, stage: str) -> list[str]:
-        return sorted(u for u, rec in self.units.items() if rec["stage"] == stage)
+    def units_at(self, state: str) -> list[str]:
+        return sorted(u for u, rec in self.units.items() if rec["stage"] == state)
 
     def counts(self) -> dict:
         out: dict[str, int] = {}

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import time
 
-from augment.runner import AugmentRun
+from augment.manifest import FAILED
+from augment.runner import STAGE_STATES, AugmentRun
 
 
 class _UnitWorker:
@@ -26,14 +27,13 @@ class _UnitWorker:
     def __init__(self, config_dict: dict, run_dir: str, stage: str):
         import augment  # noqa: F401,PLC0415  (import order: torch/triton before TensorFlow)
         from augment.config import config_from_dict  # noqa: PLC0415
+        from augment.models import make_generator, make_painter, painter_ids  # noqa: PLC0415
 
         self.config = config_from_dict(config_dict)
         self.run_dir = run_dir
         self.stage = stage
-        runner = AugmentRun.__new__(AugmentRun)  # only its model loaders; no manifest here
-        runner.config, runner._painter, runner._generator = self.config, None, None
-        self.model = runner.painter if stage == "first_frames" else runner.generator
-        self.painter_ids = runner.painter_ids()
+        self.model = make_painter(self.config) if stage == "first_frames" else make_generator(self.config)
+        self.painter_ids = painter_ids(self.config)
 
     def work(self, unit_id: str, unit: dict):
         from augment.unit_work import paint_unit, rollout_unit  # noqa: PLC0415
@@ -70,7 +70,8 @@ class RayAugmentRun(AugmentRun):
             return 1
         return max(1, int(ray.cluster_resources().get("GPU", 0) // rc.num_gpus_per_actor))
 
-    def _on_ray(self, stage: str, before: str, after: str) -> None:
+    def _on_ray(self, stage: str) -> None:
+        before, after = STAGE_STATES[stage]
         todo = self.manifest.units_at(before)
         if not todo:
             return
@@ -87,9 +88,9 @@ class RayAugmentRun(AugmentRun):
             jobs = ((u, self.manifest.units[u]) for u in todo)
             for unit_id, seconds, error in pool.map_unordered(lambda a, job: a.work.remote(*job), jobs):
                 if error is None:
-                    self.manifest.set_stage(unit_id, after, seconds)
+                    self.manifest.set_state(unit_id, after, seconds)
                 else:
-                    self.manifest.set_stage(unit_id, "failed", error=error)
+                    self.manifest.set_state(unit_id, FAILED, error=error)
                     self.log(f"unit {unit_id} failed: {error}")
                 bar.update(1)
         for actor in actors:
@@ -97,7 +98,7 @@ class RayAugmentRun(AugmentRun):
         self.state.add_time(stage, time.perf_counter() - start, len(todo))
 
     def run_first_frames(self) -> None:
-        self._on_ray("first_frames", "planned", "first_frame")
+        self._on_ray("first_frames")
 
     def run_rollouts(self) -> None:
-        self._on_ray("rollouts", "first_frame", "rollout")
+        self._on_ray("rollouts")

@@ -1,11 +1,18 @@
 """Run the augmentation stages over a run directory, resumably, in this process.
 
 Per-unit stages (``sources``, ``first_frames``, ``rollouts``, ``scores``) work on this
-shard's units and record each finished unit in the shard's manifest; run-wide stages
-(``filter``, ``export``, ``merge``, ``report``) need every shard's units finished and run
-unsharded. Each stage loads its model only when it has work, so a resumed run whose
+shard's units and record each finished unit's new state in the shard's manifest; run-wide
+stages (``filter``, ``export``, ``merge``, ``report``) need every shard's units finished and
+run unsharded. Each stage loads its model only when it has work, so a resumed run whose
 rollouts are done never loads FLUX. A unit whose stage raises is marked ``failed`` with the
 message and the run goes on; the report lists it.
+
+Names (the table in ``docs/augment.md``): a *stage* keeps one spelling in ``--stages`` and in
+the timings of ``RUN/manifest/run.json``; only its subcommand is spelled the CLI's way
+(``first-frames``, ``score``: :data:`augment.cli.STAGE_COMMANDS`). A unit's *state*
+(:mod:`augment.manifest`, its record's ``stage`` field) is another thing: ``STAGE_STATES``
+says which state each per-unit stage takes units in and leaves them in (``first_frames``:
+``planned`` -> ``first_frame``). These strings are the file format and the CLI: keep them.
 """
 
 from __future__ import annotations
@@ -19,14 +26,18 @@ import yaml
 from tqdm.auto import tqdm
 
 from augment.config import AugmentConfig, check_inputs
-from augment.manifest import Manifest, RunState, all_shards, atomic_write_text
+from augment.manifest import (FAILED, PAINTED, PLANNED, ROLLED_OUT, SCORED, Manifest, RunState, all_shards,
+                              atomic_write_text)
+from augment.models import make_generator, make_painter, painter_ids
 from augment.sources import iter_source_episodes, prepare_source, save_source
 from orv_engine.config_validation import ConfigError
 
-UNIT_STAGES = ("sources", "first_frames", "rollouts", "scores")
-RUN_STAGES = ("filter", "export", "merge", "report")
-ALL_STAGES = UNIT_STAGES + RUN_STAGES
-TERMINAL = ("scored", "failed")
+PER_UNIT_STAGES = ("sources", "first_frames", "rollouts", "scores")
+RUN_WIDE_STAGES = ("filter", "export", "merge", "report")
+ALL_STAGES = PER_UNIT_STAGES + RUN_WIDE_STAGES
+# per-unit stage -> (the unit state it takes units in, the one it leaves them in); sources plans units (PLANNED)
+STAGE_STATES = {"first_frames": (PLANNED, PAINTED), "rollouts": (PAINTED, ROLLED_OUT), "scores": (ROLLED_OUT, SCORED)}
+TERMINAL_STATES = (SCORED, FAILED)
 
 
 def unit_seed(base_seed: int, unit_id: str) -> int:
@@ -74,38 +85,17 @@ class AugmentRun:
         return tqdm(total=total, desc=desc, unit="unit", disable=not self.progress or total == 0,
                     file=sys.stderr, dynamic_ncols=True)
 
-    def _device(self):
-        from augment.rollout import resolve_dtype  # noqa: PLC0415
-        from orv_engine.device import resolve_device  # noqa: PLC0415
-
-        device = resolve_device(self.config.device)
-        return device, resolve_dtype(self.config.dtype, device)
-
     @property
     def painter(self):
         if self._painter is None:
-            from augment.first_frames import FirstFramePainter  # noqa: PLC0415
-
-            ff = self.config.first_frames
-            device, dtype = self._device()
-            self._painter = FirstFramePainter(ff.flux, ff.controlnets, device, dtype, ff.num_inference_steps,
-                                              ff.guidance_scale, ff.max_sequence_length)
+            self._painter = make_painter(self.config)
         return self._painter
 
     @property
     def generator(self):
         if self._generator is None:
-            from augment.rollout import RolloutGenerator  # noqa: PLC0415
-
-            ro = self.config.rollout
-            device, dtype = self._device()
-            self._generator = RolloutGenerator(ro.model, device, dtype, ro.chunk_frames, ro.num_inference_steps,
-                                               ro.guidance_scale, ro.action_guidance_scale, ro.transformer)
+            self._generator = make_generator(self.config)
         return self._generator
-
-    def painter_ids(self) -> dict:
-        ff = self.config.first_frames
-        return {"flux": ff.flux, "controlnets": [cn.path for cn in ff.controlnets]}
 
     # -- per-unit stages ---------------------------------------------------------------
     def condition_kinds(self) -> tuple[str, ...]:
@@ -163,46 +153,47 @@ class AugmentRun:
                               f"(split {self.config.source.split})")
         self.state.add_time("sources", time.perf_counter() - start, count)
 
-    def _unit_stage(self, name: str, before: str, after: str, work) -> None:
+    def _unit_stage(self, stage: str, work) -> None:
+        before, after = STAGE_STATES[stage]
         todo = self.manifest.units_at(before)
         if not todo:
             return
         start = time.perf_counter()
-        with self._bar(len(todo), name) as bar:
+        with self._bar(len(todo), stage) as bar:
             for unit_id in todo:
                 unit = self.manifest.units[unit_id]
                 try:
                     seconds = work(unit_id, unit)
-                    self.manifest.set_stage(unit_id, after, seconds)
+                    self.manifest.set_state(unit_id, after, seconds)
                 except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-                    self.manifest.set_stage(unit_id, "failed", error=f"{name}: {type(err).__name__}: {err}")
-                    self.log(f"unit {unit_id} failed in {name}: {err}")
+                    self.manifest.set_state(unit_id, FAILED, error=f"{stage}: {type(err).__name__}: {err}")
+                    self.log(f"unit {unit_id} failed in {stage}: {err}")
                 bar.update(1)
-        self.state.add_time(name, time.perf_counter() - start, len(todo))
+        self.state.add_time(stage, time.perf_counter() - start, len(todo))
 
     def run_first_frames(self) -> None:
         from augment.unit_work import paint_unit  # noqa: PLC0415
 
-        self._unit_stage("first_frames", "planned", "first_frame",
-                         lambda u, rec: paint_unit(self.painter, self.config, self.run_dir, u, rec))
+        self._unit_stage("first_frames", lambda u, rec: paint_unit(self.painter, self.config, self.run_dir, u, rec))
 
     def run_rollouts(self) -> None:
         from augment.unit_work import rollout_unit  # noqa: PLC0415
 
-        ids = self.painter_ids()
-        self._unit_stage("rollouts", "first_frame", "rollout",
+        ids = painter_ids(self.config)
+        self._unit_stage("rollouts",
                          lambda u, rec: rollout_unit(self.generator, ids, self.config, self.run_dir, u, rec))
 
     def run_scores(self) -> None:
         from augment.scoring import score_units  # noqa: PLC0415
 
-        todo = self.manifest.units_at("rollout")
+        before, after = STAGE_STATES["scores"]
+        todo = self.manifest.units_at(before)
         if not todo:
             return
         start = time.perf_counter()
         with self._bar(len(todo), "scores") as bar:
             def finished(unit_id, seconds):
-                self.manifest.set_stage(unit_id, "scored", seconds)
+                self.manifest.set_state(unit_id, after, seconds)
                 bar.update(1)
 
             score_units(self.config, self.run_dir, todo, self.manifest.units, finished)
@@ -214,7 +205,7 @@ class AugmentRun:
         units = {}
         for shard in all_shards(self.run_dir):
             units.update(shard["units"])
-        open_units = sorted(u for u, rec in units.items() if rec["stage"] not in TERMINAL)
+        open_units = sorted(u for u, rec in units.items() if rec["stage"] not in TERMINAL_STATES)
         if open_units:
             raise ConfigError(f"{len(open_units)} unit(s) not finished (e.g. {open_units[0]}): run the per-unit stages "
                               "(for every shard) first")
@@ -264,13 +255,13 @@ class AugmentRun:
         stages = [s for s in ALL_STAGES if s in set(stages)]
         check_inputs(self.config, stages)
         if self.shard[1] > 1:
-            run_wide = [s for s in stages if s in RUN_STAGES]
+            run_wide = [s for s in stages if s in RUN_WIDE_STAGES]
             if run_wide:
                 self.log(f"shard {self.shard[0]}/{self.shard[1]}: run-wide stages ({', '.join(run_wide)}) are left "
                          "for an unsharded `orv-augment run` once every shard is done")
-            stages = [s for s in stages if s in UNIT_STAGES]
+            stages = [s for s in stages if s in PER_UNIT_STAGES]
         for stage in stages:
-            if stage in RUN_STAGES and stage != "report" and self.state.done(stage) and self._unchanged_inputs(stage):
+            if stage in RUN_WIDE_STAGES and stage != "report" and self.state.done(stage) and self._unchanged_inputs(stage):
                 continue
             getattr(self, f"run_{stage}")()
         return {"run_dir": str(self.run_dir), "units": self.manifest.counts(),
@@ -279,7 +270,7 @@ class AugmentRun:
 
     def _scored_hash(self) -> str:
         return _hash(sorted(u for s in all_shards(self.run_dir) for u, rec in s["units"].items()
-                            if rec["stage"] == "scored"))
+                            if rec["stage"] == SCORED))
 
     def _unchanged_inputs(self, stage: str) -> bool:
         """A run-wide stage is redone when the set of scored units changed since it ran."""

@@ -47,7 +47,7 @@ def test_painter_is_seeded_and_follows_prompt_and_control_images(models):
 def test_manifest_survives_a_torn_write_and_parses_shards(tmp_path):
     manifest = Manifest(tmp_path, (1, 4))
     manifest.add_episode("ep", {"status": "ready"}, {"ep__v0": {"variant": 0, "seed": 1, "prompt": "p"}})
-    manifest.set_stage("ep__v0", "first_frame", 1.5)
+    manifest.set_state("ep__v0", "first_frame", 1.5)
     (manifest.path.parent / f".{manifest.path.name}.junk.tmp").write_text("{torn")  # a killed writer's leftover
     again = Manifest(tmp_path, (1, 4))
     assert again.units["ep__v0"]["stage"] == "first_frame" and again.units["ep__v0"]["seconds"]["first_frame"] == 1.5
@@ -127,11 +127,24 @@ def test_failed_units_can_be_retried_from_the_stage_they_failed_in(tmp_path):
     manifest = Manifest(tmp_path)
     manifest.add_episode("ep", {"status": "ready"}, {f"ep__v{i}": {"variant": i, "seed": i, "prompt": "p"}
                                                      for i in range(2)})
-    manifest.set_stage("ep__v0", "first_frame", 1.0)
-    manifest.set_stage("ep__v0", "failed", error="rollouts: RuntimeError: CUDA out of memory")
-    manifest.set_stage("ep__v1", "failed", error="first_frames: boom")
+    manifest.set_state("ep__v0", "first_frame", 1.0)
+    manifest.set_state("ep__v0", "failed", error="rollouts: RuntimeError: CUDA out of memory")
+    manifest.set_state("ep__v1", "failed", error="first_frames: boom")
     assert Manifest(tmp_path).counts() == {"failed": 2}
     assert manifest.retry_failed() == ["ep__v0", "ep__v1"]
     again = Manifest(tmp_path)
     assert again.units["ep__v0"]["stage"] == "first_frame" and again.units["ep__v1"]["stage"] == "planned"
     assert again.units["ep__v0"]["error"] is None
+
+
+def test_every_subcommand_names_stages_of_the_runner_and_each_per_unit_stage_moves_units_one_state_on():
+    from augment.cli import STAGE_COMMANDS
+    from augment.manifest import FAILED, PLANNED, SCORED
+    from augment.runner import ALL_STAGES, PER_UNIT_STAGES, STAGE_STATES, TERMINAL_STATES
+
+    assert [s for stages in STAGE_COMMANDS.values() for s in stages] == list(ALL_STAGES)
+    assert STAGE_COMMANDS["first-frames"] == ("first_frames",)
+    assert list(STAGE_STATES) == list(PER_UNIT_STAGES[1:])
+    states = [PLANNED] + [after for _, after in STAGE_STATES.values()]
+    assert [before for before, _ in STAGE_STATES.values()] == states[:-1]
+    assert states == ["planned", "first_frame", "rollout", "scored"] and TERMINAL_STATES == (SCORED, FAILED)

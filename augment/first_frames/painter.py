@@ -53,11 +53,9 @@ class FirstFramePainter:
         self.pipe = FluxControlNetPipeline.from_pretrained(Path(flux_path), controlnet=controlnet, dtype=dtype)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.device = device
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.max_sequence_length = max_sequence_length
-        self.model_ids = {"flux": str(flux_path), "controlnets": [str(cn.path) for cn in controlnets]}
 
     @property
     def size_multiple(self) -> int:
