@@ -2,6 +2,8 @@
 reference: same projection, same fragments, same compositing (up to the T < 1e-4 early stop,
 which moves alpha and depth by < 1e-4 and can flip only borderline pixels)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,9 @@ from orv_engine.occupancy import (
     GaussianScaleRule, Occupancy4D, SplatSettings, ViewCamera, depth_to_points, render_condition_maps,
     render_views, voxelize,
 )
-from orv_engine.occupancy import condition_maps, render_numba
+from orv_engine.occupancy import (
+    condition_maps, numba_compositing, numba_projection, numba_sorting, numba_support, render_numba,
+)
 from orv_engine.occupancy.cameras import look_at, pinhole
 from orv_engine.occupancy.projection import project
 from orv_engine.occupancy.render_dense import rasterize_dense
@@ -146,13 +150,15 @@ def test_numba_backend_known_depth_occlusion_and_early_stop():
 def test_auto_backend_prefers_numba_and_falls_back_to_torch(monkeypatch):
     occ = occupancy_from_depths([plane(0.1)], [np.zeros((SIZE, SIZE), int)])
     calls = []
-    real = condition_maps.render_numba
-    monkeypatch.setattr(condition_maps, "render_numba", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = condition_maps.RENDERERS["numba"]
+    spy = dataclasses.replace(real, render=lambda *a, **k: calls.append(1) or real.render(*a, **k))
+    monkeypatch.setitem(condition_maps.RENDERERS, "numba", spy)
     assert render_condition_maps(occ, CAMERA, backend="auto").valid.any() and calls
     calls.clear()
-    monkeypatch.setattr(condition_maps, "numba_available", lambda: False)
+    monkeypatch.setitem(condition_maps.RENDERERS, "numba", dataclasses.replace(spy, available=lambda: False))
+    assert condition_maps.renderer_for("auto") is condition_maps.RENDERERS["torch"]
     assert render_condition_maps(occ, CAMERA, backend="auto").valid.any() and not calls  # torch
-    monkeypatch.setattr(render_numba, "numba", None)
+    monkeypatch.setattr(numba_support, "numba", None)
     with pytest.raises(RuntimeError, match="numba"):
         render_condition_maps(occ, CAMERA, backend="numba")
 
@@ -160,10 +166,10 @@ def test_auto_backend_prefers_numba_and_falls_back_to_torch(monkeypatch):
 def test_polynomial_exp_of_the_tile_kernel_is_accurate():
     # the kernel's vectorisable exp: relative error < 3e-6 on [-8, 0] (alpha moves by < 3e-6)
     x = np.linspace(-8.0, 0.0, 100_001).astype(np.float32)
-    got = np.array([render_numba._exp_nonpositive(np.float32(v)) for v in x[::97]], np.float64)
+    got = np.array([numba_compositing._exp_nonpositive(np.float32(v)) for v in x[::97]], np.float64)
     ref = np.exp(x[::97].astype(np.float64))
     assert np.abs(got / ref - 1).max() < 3e-6
-    assert render_numba._exp_nonpositive(np.float32(-50.0)) < 1.0 / 255.0  # clamped far tail stays below alpha_min
+    assert numba_compositing._exp_nonpositive(np.float32(-50.0)) < 1.0 / 255.0  # clamped far tail stays below alpha_min
 
 
 def _thinned_wall_scene(seed, keep=0.35):
@@ -229,13 +235,13 @@ def test_early_termination_drops_only_what_is_hidden():
 
 def test_fragment_threshold_is_the_float32_exp_boundary_and_bad_settings_are_refused():
     settings = SplatSettings()
-    power = render_numba._power_threshold(settings)
+    power = numba_compositing.power_threshold(settings)
     below = np.nextafter(power, np.float32(-np.inf))
     assert np.float32(np.exp(power)) >= np.float32(settings.alpha_min) > np.float32(np.exp(below))
     with pytest.raises(ValueError, match="alpha_min"):  # no fragment could ever pass
-        render_numba._power_threshold(SplatSettings(opacity=0.001))
+        numba_compositing.power_threshold(SplatSettings(opacity=0.001))
     with pytest.raises(ValueError, match="opacity"):  # would need exp below the kernel's domain
-        render_numba._power_threshold(SplatSettings(opacity=1e5, alpha_max=0.99))
+        numba_compositing.power_threshold(SplatSettings(opacity=1e5, alpha_max=0.99))
 
 
 def test_tile_binning_keeps_depth_order_in_every_tile_for_any_chunking():
@@ -243,22 +249,22 @@ def test_tile_binning_keeps_depth_order_in_every_tile_for_any_chunking():
     # tile's list must still be every Gaussian whose footprint box meets it, in depth order
     rng = np.random.default_rng(4)
     num, height, width = 3000, 37, 45
-    pixel = np.zeros((num, render_numba.PIXEL_COLUMNS), np.int32)
-    pixel[:, render_numba.PIXEL_COL] = rng.integers(-6, width + 6, num)
-    pixel[:, render_numba.PIXEL_ROW] = rng.integers(-6, height + 6, num)
-    pixel[:, render_numba.PIXEL_RADIUS] = rng.integers(1, 9, num)
+    pixel = np.zeros((num, numba_projection.PIXEL_COLUMNS), np.int32)
+    pixel[:, numba_projection.PIXEL_COL] = rng.integers(-6, width + 6, num)
+    pixel[:, numba_projection.PIXEL_ROW] = rng.integers(-6, height + 6, num)
+    pixel[:, numba_projection.PIXEL_RADIUS] = rng.integers(1, 9, num)
     c, r, rad = pixel[:, 0], pixel[:, 1], pixel[:, 2]
     pixel = pixel[(c + rad >= 0) & (c - rad < width) & (r + rad >= 0) & (r - rad < height)]  # the projection's cull
-    tiles_x = -(-width // render_numba.TILE_W)
-    starts, items = render_numba._bin_tiles(pixel, height, width, 1)
+    tiles_x = -(-width // numba_sorting.TILE_W)
+    starts, items = numba_sorting.bin_tiles(pixel, height, width, 1)
     for tile in range(starts.size - 1):
-        col_lo, row_lo = (tile % tiles_x) * render_numba.TILE_W, (tile // tiles_x) * render_numba.TILE_H
+        col_lo, row_lo = (tile % tiles_x) * numba_sorting.TILE_W, (tile // tiles_x) * numba_sorting.TILE_H
         c, r, rad = pixel[:, 0], pixel[:, 1], pixel[:, 2]
-        meets = ((c + rad >= col_lo) & (c - rad < col_lo + render_numba.TILE_W)
-                 & (r + rad >= row_lo) & (r - rad < row_lo + render_numba.TILE_H))
+        meets = ((c + rad >= col_lo) & (c - rad < col_lo + numba_sorting.TILE_W)
+                 & (r + rad >= row_lo) & (r - rad < row_lo + numba_sorting.TILE_H))
         assert np.array_equal(items[starts[tile]:starts[tile + 1]], np.flatnonzero(meets))
     for chunks in (2, 3):
-        got_starts, got_items = render_numba._bin_tiles(pixel, height, width, chunks)
+        got_starts, got_items = numba_sorting.bin_tiles(pixel, height, width, chunks)
         assert np.array_equal(got_starts, starts) and np.array_equal(got_items, items)
 
 
@@ -294,6 +300,6 @@ def test_depth_order_is_a_stable_argsort_for_any_chunking():
     z = z.astype(np.float32)
     index = np.flatnonzero(rng.random(5000) < 0.8)
     expected = np.argsort(z[index], kind="stable")
-    for build in (render_numba._depth_order, render_numba._depth_order.parallel):
+    for build in (numba_sorting.depth_order, numba_sorting.depth_order.parallel):
         for chunks in (1, 2, 3):
             assert np.array_equal(build(z, index, chunks), expected)

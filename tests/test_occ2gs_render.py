@@ -1,6 +1,8 @@
 """Occ2GS rendering on analytic scenes: known depths, occlusion, the dense reference,
 render -> back-project -> voxelize round trip, sequences, views and bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from orv_engine.occupancy import (
 from orv_engine.occupancy.cameras import look_at, pinhole
 from orv_engine.occupancy.projection import project
 from orv_engine.occupancy.render_dense import rasterize_dense
-from orv_engine.occupancy import render_occ2gs
+from orv_engine.occupancy import condition_maps, render_occ2gs
 from orv_engine.occupancy.render_occ2gs import rasterize
 
 CAMERA = ViewCamera(K, IDENTITY, SIZE, SIZE)
@@ -167,3 +169,16 @@ def test_gsplat_backend_without_cuda_says_so():
     with pytest.raises(RuntimeError, match="CUDA"):
         render_condition_maps(occ, CAMERA, backend="gsplat")
     assert render_condition_maps(occ, CAMERA, backend="auto").valid.any()  # auto falls back to torch
+
+
+def test_backend_registry_names_and_auto_order(monkeypatch):
+    # one renderer per backend name; "auto" takes gsplat where it runs, else numba, else torch
+    assert condition_maps.BACKENDS == ("auto", "torch", "numba", "gsplat")
+    renderers = condition_maps.RENDERERS
+    assert condition_maps.renderer_for("torch") is renderers["torch"]
+    gsplat_here = dataclasses.replace(renderers["gsplat"], available=lambda: True, require=lambda: None)
+    monkeypatch.setitem(renderers, "gsplat", gsplat_here)
+    assert condition_maps.renderer_for("auto") is gsplat_here
+    monkeypatch.setitem(renderers, "gsplat", dataclasses.replace(gsplat_here, available=lambda: False))
+    monkeypatch.setitem(renderers, "numba", dataclasses.replace(renderers["numba"], available=lambda: False))
+    assert condition_maps.renderer_for("auto") is renderers["torch"]

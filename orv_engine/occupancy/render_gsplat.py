@@ -19,11 +19,15 @@ def gsplat_available() -> bool:
     return importlib.util.find_spec("gsplat") is not None and torch.cuda.is_available()
 
 
+def require_gsplat():
+    if not gsplat_available():
+        raise RuntimeError("backend 'gsplat' needs the gsplat package and a CUDA device; use backend='torch'")
+
+
 def rasterize_gsplat(means: torch.Tensor, labels: torch.Tensor, K: torch.Tensor, cam_to_world: torch.Tensor,
                      height: int, width: int, voxel_size: float, settings: SplatSettings,
                      depth_range: tuple[float, float] | None) -> RenderedView:
-    if not gsplat_available():
-        raise RuntimeError("backend 'gsplat' needs the gsplat package and a CUDA device; use backend='torch'")
+    require_gsplat()
     import gsplat  # noqa: PLC0415 (optional, CUDA only)
 
     device = torch.device("cuda")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from orv_engine.occupancy.projection import ProjectedGaussians, SplatSettings
+from orv_engine.occupancy.projection import ProjectedGaussians, SplatSettings, project
 
 BACKGROUND_LABEL = -1
 MAX_WINDOW_CELLS = 16_000_000  # footprint pixels evaluated at once (~64 MB per float buffer)
@@ -138,3 +138,11 @@ def rasterize(projected: ProjectedGaussians, labels: torch.Tensor, height: int, 
     )
     semantics = torch.where(label_img >= 0, present[label_img.clamp(min=0)], label_img)
     return RenderedView(depth_img, semantics, alpha_img)
+
+
+def render_torch(means: torch.Tensor, labels: torch.Tensor, K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
+                 width: int, voxel_size: float, settings: SplatSettings,
+                 depth_range: tuple[float, float] | None = None) -> RenderedView:
+    """Project and rasterize with torch (the whole per-frame pipeline of the ``torch`` backend)."""
+    projected = project(means, K, cam_to_world, height, width, voxel_size, settings, depth_range)
+    return rasterize(projected, labels, height, width, settings)
