@@ -38,8 +38,8 @@ def demo_config(models: Path, episodes: int, variants: int) -> dict:
 
 
 def write_demo_models(models: Path) -> Path:
-    from augment.first_frames.tiny_flux import build_tiny_flux, build_tiny_xlabs_controlnet  # noqa: PLC0415
-    from orv_engine.training.tiny_components import save_tiny_orv_pipeline  # noqa: PLC0415
+    from orv_engine.testing.tiny_flux import build_tiny_flux, build_tiny_xlabs_controlnet  # noqa: PLC0415
+    from orv_engine.testing.tiny_orv import save_tiny_orv_pipeline  # noqa: PLC0415
 
     if not (models / "orv" / "model_index.json").exists():
         build_tiny_flux(models / "flux")

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
 
     from orv_engine.training import latents
     from orv_engine.training.components import load_components
-    from orv_engine.training.tiny_components import save_tiny_pipeline
+    from orv_engine.testing.tiny_orv import save_tiny_pipeline
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="orv-train-bench-"))
     model = save_tiny_pipeline(work / "tiny-orv-random")

@@ -32,7 +32,7 @@ def train_one(kind: str, steps: int, tmp: Path) -> dict:
     import yaml
 
     import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
-    from vla_finetune.policies.tiny_backbones import build_tiny_kosmos2, build_tiny_paligemma
+    from orv_engine.testing.tiny_vla import build_tiny_kosmos2, build_tiny_paligemma
     from vla_finetune.rlds_source import RLDSSource
     from vla_finetune.statistics import dataset_statistics, write_json
     from vla_finetune.training.config import config_from_dict

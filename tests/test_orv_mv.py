@@ -240,7 +240,7 @@ def test_multiview_rollout_chains_chunks_for_all_views_and_matches_single_view_w
 def test_tiny_multiview_model_trains_and_generates(tmp_path):
     import orv_engine  # noqa: F401  (torch before TensorFlow)
     from orv_engine.training.config_mv import load_multiview_config
-    from orv_engine.training.tiny_components import save_tiny_pipeline
+    from orv_engine.testing.tiny_orv import save_tiny_pipeline
     from orv_engine.training.trainer_mv import MultiViewTrainer
 
     save_tiny_pipeline(tmp_path / "tiny")

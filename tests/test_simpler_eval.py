@@ -69,7 +69,7 @@ def test_bad_policies_unknown_tasks_and_missing_assets_are_recorded_and_the_run_
 def test_a_tiny_trained_policy_runs_through_the_harness(tmp_path, shared_data, bridge_debug):
     from vla_fixtures import train_tiny, write_statistics
 
-    from vla_finetune.policies.tiny_backbones import build_tiny_kosmos2
+    from orv_engine.testing.tiny_vla import build_tiny_kosmos2
 
     backbone = build_tiny_kosmos2(tmp_path / "kosmos2")
     statistics = write_statistics(bridge_debug, tmp_path / "dataset_statistics_openvla.json")

@@ -6,7 +6,7 @@ import torch
 
 from orv_engine.training.components import load_transformer
 from orv_engine.training.losses import LossInputs, diffusion_loss, noisy_first_frames
-from orv_engine.training.tiny_components import build_tiny_components
+from orv_engine.testing.tiny_orv import build_tiny_components
 from orv_engine.models import ORVTransformer3DModel, transformer_config
 
 

@@ -30,7 +30,7 @@ VARIANTS = 2  # stored noise-augmented first frames per clip (configs/tiny.yaml:
 def tiny_setup(tmp_path_factory, bridge_debug):
     from orv_engine.training import latents
     from orv_engine.training.components import load_components
-    from orv_engine.training.tiny_components import save_tiny_pipeline
+    from orv_engine.testing.tiny_orv import save_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny-train")
     model = save_tiny_pipeline(root / "tiny-orv-random")

@@ -14,7 +14,7 @@ from vla_fixtures import train_tiny, write_statistics
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, bridge_debug):
-    from vla_finetune.policies.tiny_backbones import build_tiny_kosmos2
+    from orv_engine.testing.tiny_vla import build_tiny_kosmos2
 
     tmp = tmp_path_factory.mktemp("robovlm")
     backbone = build_tiny_kosmos2(tmp / "kosmos2")

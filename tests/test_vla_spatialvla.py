@@ -13,7 +13,7 @@ from vla_fixtures import train_tiny, write_statistics
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, bridge_debug):
-    from vla_finetune.policies.tiny_backbones import build_tiny_paligemma
+    from orv_engine.testing.tiny_vla import build_tiny_paligemma
 
     tmp = tmp_path_factory.mktemp("spatialvla")
     backbone = build_tiny_paligemma(tmp / "paligemma")

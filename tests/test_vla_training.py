@@ -13,7 +13,7 @@ from vla_fixtures import PROJECT_ROOT, tiny_config, write_statistics
 
 @pytest.fixture(scope="module")
 def setup_files(tmp_path_factory, bridge_debug):
-    from vla_finetune.policies.tiny_backbones import build_tiny_kosmos2
+    from orv_engine.testing.tiny_vla import build_tiny_kosmos2
 
     tmp = tmp_path_factory.mktemp("vla_training")
     return {"tmp": tmp, "backbone": build_tiny_kosmos2(tmp / "kosmos2"),

@@ -1,6 +1,6 @@
 """A tiny random-weight action-only ORV pipeline for the VP² CI run (real on-disk format).
 
-Why not ``orv_engine.training.tiny_components`` alone: that writes a *stock* CogVideoX
+Why not ``orv_engine.testing.tiny_orv`` alone: that writes a *stock* CogVideoX
 transformer (converted to ORV by training) with a 7-d action width. VP² needs an ORV
 transformer straight away, action-only (``condition_kinds = []``, as ORV's stage 1 and
 ``transformer_config("2b-action")``), with any action width. The other components
@@ -22,7 +22,7 @@ def save_tiny_world_model(path: str | Path, action_dim: int = 7, sample_size: in
                           action_scale: float = 0.5) -> Path:
     from orv_engine.models import ORVTransformer3DModel, transformer_config
     from orv_engine.pipelines import ORVPipeline
-    from orv_engine.training.tiny_components import build_tiny_components
+    from orv_engine.testing.tiny_orv import build_tiny_components
 
     tokenizer, text_encoder, vae, scheduler, _ = build_tiny_components(seed, sample_size)
     torch.manual_seed(seed)

@@ -6,7 +6,7 @@ folders written here have FLUX.1-dev's layout (scheduler/, text_encoder/ (CLIP),
 text_encoder_2/ (T5), tokenizer/, tokenizer_2/, transformer/, vae/) and a ControlNet with
 XLabs' structure (two double blocks, ``input_hint_block``), each a few hundred kilobytes.
 
-    python -m augment.first_frames.tiny_flux outputs/tiny-flux
+    python -m orv_engine.testing.tiny_flux outputs/tiny-flux
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ import json
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
+
+from orv_engine.testing.tiny_orv import tiny_tokenizer
 
 HIDDEN = 32  # text widths (CLIP hidden, T5 d_model) = the transformer's pooled/joint widths
 
 
 def _clip_tokenizer(folder: Path):
     """A character-level CLIP BPE tokenizer (vocab.json + merges.txt written here)."""
-    from transformers import CLIPTokenizer  # noqa: PLC0415
-
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:'-()!?")
     tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
     folder.mkdir(parents=True, exist_ok=True)
@@ -34,11 +36,6 @@ def _clip_tokenizer(folder: Path):
 
 def build_tiny_flux(folder, seed: int = 0):
     """Write a tiny FLUX pipeline folder; returns its path."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel  # noqa: PLC0415
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel  # noqa: PLC0415
-
-    from orv_engine.training.tiny_components import tiny_tokenizer  # noqa: PLC0415
-
     folder = Path(folder)
     torch.manual_seed(seed)
     tokenizer = _clip_tokenizer(folder / ".clip_vocab")
@@ -77,8 +74,6 @@ def build_tiny_flux(folder, seed: int = 0):
 
 def build_tiny_xlabs_controlnet(folder, seed: int = 1, scale: float = 1.0):
     """Write a tiny XLabs-style ``FluxControlNetModel`` folder (random, non-zero outputs)."""
-    from diffusers import FluxControlNetModel  # noqa: PLC0415
-
     torch.manual_seed(seed)
     net = FluxControlNetModel(
         # XLabs' layout: patch_size 2 packs the hint block's 16 channels into 64 per token

@@ -5,7 +5,7 @@ through exactly the loading code a GPU user runs on CogVideoX-2B. This writes a 
 the same layout (tokenizer/, text_encoder/, vae/, scheduler/, transformer/) with models a
 few kilobytes big:
 
-    python -m orv_engine.training.tiny_components outputs/tiny-orv-random
+    python -m orv_engine.testing.tiny_orv outputs/tiny-orv-random
     orv-train configs/tiny.yaml
 
 The transformer is stock CogVideoX (16 input channels, text-to-video), as CogVideoX-2B is,
@@ -18,13 +18,16 @@ import argparse
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
+from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+from orv_engine.models import ORVTransformer3DModel, stock_config, transformer_config
+from orv_engine.pipelines import ORVPipeline
 
 WORDS = ["put", "the", "spoon", "on", "towel", "carrot", "plate", "pick", "up", "robot", "move", "open"]
 
 
 def tiny_tokenizer():
-    from transformers import T5Tokenizer
-
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [("\u2581" + w, -3.0) for w in WORDS]
     vocab += [(ch, -6.0) for ch in "abcdefghijklmnopqrstuvwxyz"]
@@ -33,11 +36,6 @@ def tiny_tokenizer():
 
 def build_tiny_components(seed: int = 0, sample_size: int = 64):
     """(tokenizer, text_encoder, vae, scheduler, stock CogVideoX transformer), all tiny."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
-
-    from orv_engine.models import stock_config, transformer_config
-
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()
     text_encoder = T5EncoderModel(T5Config(
@@ -101,8 +99,6 @@ def save_tiny_orv_pipeline(path: str | Path, seed: int = 0, sample_size: int = 6
     generated video depends on actions and conditions the way a trained model's does. For
     the demo and tests of the augmentation loop; it draws noise-like videos.
     """
-    from orv_engine.models import ORVTransformer3DModel
-    from orv_engine.pipelines import ORVPipeline
 
     tokenizer, text_encoder, vae, scheduler, stock = build_tiny_components(seed, sample_size)
     transformer = ORVTransformer3DModel.from_cogvideox(stock, condition_kinds=list(condition_kinds))

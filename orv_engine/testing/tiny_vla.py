@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+from tokenizers import trainers
+from transformers import GemmaTokenizer, XLMRobertaTokenizer
 
 DEFAULT_CORPUS = (
     "put the spoon in the pot", "put carrot on plate", "stack the green block on the yellow block",
@@ -32,9 +34,6 @@ def _corpus(extra: Iterable[str] | None) -> list[str]:
 
 def tiny_kosmos2_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 400):
     """An XLM-R style (Unigram, ``<s> <pad> </s> <unk>`` first) tokenizer for Kosmos-2."""
-    from tokenizers import trainers
-    from transformers import XLMRobertaTokenizer
-
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     base = XLMRobertaTokenizer()
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
@@ -48,9 +47,6 @@ def tiny_kosmos2_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int 
 
 def tiny_gemma_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 400):
     """A Gemma style (byte-fallback BPE, ``<pad> <eos> <bos> <unk>``) tokenizer for PaliGemma."""
-    from tokenizers import trainers
-    from transformers import GemmaTokenizer
-
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"] + [f"<0x{i:02X}>" for i in range(256)]
     base = GemmaTokenizer()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size + 256, special_tokens=specials, show_progress=False)

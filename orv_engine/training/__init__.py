@@ -9,7 +9,6 @@
     validation.py   held-out rollouts with ORVPipeline, PSNR/SSIM, videos
     trainer.py      the accelerate loop, checkpoints, EMA, logs
     cli.py          ``orv-train CONFIG [--resume latest] [--set key=value]``
-    tiny_components.py  a tiny random-weight pipeline folder for CPU runs
 
 See docs/training.md.
 """
