@@ -20,6 +20,13 @@ import json
 import sys
 from pathlib import Path
 
+from augment.config import AugmentConfig, load_config
+from augment.demo import run_demo
+from augment.manifest import RunState, all_shards, parse_shard
+from augment.ray_runner import RayAugmentRun
+from augment.runner import ALL_STAGES, AugmentRun
+from orv_engine.config_validation import ConfigError, config_epilog
+
 # subcommand -> the stages it runs (augment.runner's names: hyphens here, underscores there)
 STAGE_COMMANDS = {
     "sources": ("sources",), "first-frames": ("first_frames",), "rollouts": ("rollouts",), "score": ("scores",),
@@ -41,7 +48,8 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--config", required=config_required, help="the run's YAML config (see --write-config)")
     p.add_argument("--run-dir", required=True, help="where everything of the run goes; rerun to resume")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set rollout.num_inference_steps=25 (repeatable)")
+                   help="override a config key, e.g. --set rollout.num_inference_steps=25 (repeatable; "
+                        "keys: orv-augment --help)")
     p.add_argument("--shard", metavar="I/N", help="do only shard I of N of the episodes (per-unit stages)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run first frames and rollouts on Ray actors (one per GPU); ADDRESS 'auto' joins a running "
@@ -53,7 +61,7 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orv-augment", description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     epilog="\n\n".join([*__doc__.split("\n\n")[1:], config_epilog(AugmentConfig)]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write-config", metavar="PATH", help="write the default config as YAML, every key explained, and exit")
     sub = parser.add_subparsers(dest="command")
@@ -74,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _status(run_dir: str) -> dict:
-    from augment.manifest import RunState, all_shards  # noqa: PLC0415
-
     shards = all_shards(run_dir)
     if not shards:
         raise FileNotFoundError(f"{run_dir}: no manifest (not an orv-augment run directory)")
@@ -90,19 +96,12 @@ def _status(run_dir: str) -> dict:
 
 
 def run_command(args, stages) -> dict:
-    from augment.config import load_config  # noqa: PLC0415
-    from augment.manifest import parse_shard  # noqa: PLC0415
-
     config = load_config(args.config, args.set)
     shard = parse_shard(args.shard)
     if args.ray:
-        from augment.ray_runner import RayAugmentRun  # noqa: PLC0415
-
         runner = RayAugmentRun(config, args.run_dir, shard, progress=not args.no_progress,
                                address=None if args.ray == "local" else args.ray)
     else:
-        from augment.runner import AugmentRun  # noqa: PLC0415
-
         runner = AugmentRun(config, args.run_dir, shard, progress=not args.no_progress)
     if args.retry_failed:
         retried = runner.manifest.retry_failed()
@@ -113,12 +112,8 @@ def run_command(args, stages) -> dict:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from orv_engine.config_validation import ConfigError  # noqa: PLC0415
-
     try:
         if args.write_config:
-            from augment.config import AugmentConfig  # noqa: PLC0415
-
             print(AugmentConfig().save(args.write_config, comments=True))
             return 0
         if args.command is None:
@@ -128,12 +123,8 @@ def main(argv=None) -> int:
             print(json.dumps(_status(args.run_dir), indent=1))
             return 0
         if args.command == "demo":
-            from augment.demo import run_demo  # noqa: PLC0415
-
             summary = run_demo(Path(args.out), args.episodes, args.variants, progress=not args.no_progress)
         else:
-            from augment.runner import ALL_STAGES  # noqa: PLC0415
-
             stages = (args.stages or ALL_STAGES) if args.command == "run" else STAGE_COMMANDS[args.command]
             summary = run_command(args, stages)
     except (ConfigError, FileNotFoundError, ValueError) as err:

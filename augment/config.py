@@ -1,21 +1,23 @@
 """The ``orv-augment`` configuration: one YAML file, checked whole before any work starts.
 
-Every key has a type and a default here; an unknown key or a wrong type fails at once
-naming the dotted key (``orv_engine.config_validation``); paths that must exist are
-checked by :func:`check_inputs` before a model is loaded. ``orv-augment --write-config``
-prints the defaults with these comments' meaning in ``docs/augment.md``.
+Every key has a type, a default and its explanation (``field(metadata={"help": ...})``)
+here; reading, overrides and type checks are :mod:`orv_engine.config_validation`'s (an unknown
+key or a wrong type fails at once naming the dotted key), each section checks its values in
+``__post_init__``, :func:`check_required` the values the defaults leave empty, and
+:func:`check_inputs` the paths a stage reads, before a model is loaded.
+``orv-augment --write-config`` writes the defaults with every explanation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-
-from orv_engine.config_validation import ConfigError, apply_overrides, build_dataclass, read_yaml_mapping
+from filtering.config import FilterConfig
+from orv_engine import config_validation
+from orv_engine.config_validation import ConfigError, check_choices, check_range, option
 
 # Appearance prompts for new first frames (paper Sec. 9 / 10.3.1: new surfaces, lighting and
 # backgrounds for the same geometry). Variant k of an episode uses prompts[k % len(prompts)].
@@ -26,174 +28,185 @@ DEFAULT_PROMPTS = [
     "a grey concrete work bench, cool bluish light, cluttered lab shelves behind",
     "a marble countertop, natural sunlight with soft shadows, beige cabinets behind",
 ]
+HEADER = ("orv-augment config: every key with its default. Unknown keys and wrong types are refused.",
+          "Run: orv-augment run --config THIS.yaml --run-dir RUN (docs/augment.md)")
 
 
 @dataclass
 class SourceConfig:
-    path: str = ""  # a local RLDS/TFDS dataset folder (.../NAME/VERSION)
-    dataset: str | None = None  # schema kind (bridge, droid, rt1, orv_tabletop); None: from the TFDS name
-    split: str = "train"
-    camera: str | None = None  # None: the schema's main camera
-    max_episodes: int | None = None  # the first N episodes in reading order
-    max_steps: int | None = None  # cut longer episodes to their first N steps (cost control)
+    path: str = option("", help="a local RLDS/TFDS dataset folder (.../NAME/VERSION)")
+    dataset: str | None = option(None, help="schema kind (bridge, droid, rt1, orv_tabletop); null: from the "
+                                            "TFDS name")
+    split: str = option("train", help="the TFDS split read")
+    camera: str | None = option(None, help="null: the schema's main camera")
+    max_episodes: int | None = option(None, help="the first N episodes in reading order")
+    max_steps: int | None = option(None, help="cut longer episodes to their first N steps (cost control)")
+
+    def __post_init__(self):
+        check_range(self, "max_episodes", "max_steps", low=1, low_open=False)
 
 
 @dataclass
 class ControlNetConfig:
-    path: str = ""  # a diffusers FluxControlNetModel folder (e.g. XLabs' depth ControlNet, diffusers format)
-    condition: str = "depth"  # which rendered map it reads: depth | semantics
-    scale: float = 0.7  # controlnet_conditioning_scale
+    path: str = option("", help="a diffusers FluxControlNetModel folder (e.g. XLabs' depth ControlNet, "
+                                "diffusers format)")
+    condition: Literal["depth", "semantics"] = option("depth", help="which rendered map it reads: depth | "
+                                                                    "semantics")
+    scale: float = option(0.7, help="controlnet_conditioning_scale")
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 @dataclass
 class FirstFramesConfig:
-    flux: str = ""  # a FLUX.1-dev pipeline folder (transformer/, vae/, text_encoder(_2)/, tokenizer(_2)/, scheduler/)
-    controlnets: list[ControlNetConfig] = field(default_factory=lambda: [ControlNetConfig()])
-    variants_per_episode: int = 3  # paper Sec. 10.3.1: three appearances per source video
-    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    prompt_template: str = "{appearance}; a robot arm on the table, photo"  # also knows {instruction}
-    height: int | None = None  # FLUX resolution; None: the rollout's (then resized to it anyway)
-    width: int | None = None
-    num_inference_steps: int = 28
-    guidance_scale: float = 3.5  # FLUX.1-dev's distilled guidance
-    max_sequence_length: int = 512
+    flux: str = option("", help="a FLUX.1-dev pipeline folder (transformer/, vae/, text_encoder(_2)/, "
+                                "tokenizer(_2)/, scheduler/)")
+    controlnets: list[ControlNetConfig] = option(factory=lambda: [ControlNetConfig()],
+                                                 help="one or more ControlNets (several: FluxMultiControlNetModel)")
+    variants_per_episode: int = option(3, help="paper Sec. 10.3.1: three appearances per source video")
+    prompts: list[str] = option(factory=lambda: list(DEFAULT_PROMPTS),
+                                help="appearance prompts: variant k of an episode uses prompts[k % len(prompts)] "
+                                     "(paper Sec. 9 / 10.3.1: new surfaces, lighting and backgrounds)")
+    prompt_template: str = option("{appearance}; a robot arm on the table, photo", help="also knows {instruction}")
+    height: int | None = option(None, help="FLUX resolution; null: the rollout's (then resized to it anyway)")
+    width: int | None = option(None, help="FLUX resolution; null: the rollout's")
+    num_inference_steps: int = option(28, help="FLUX sampler steps")
+    guidance_scale: float = option(3.5, help="FLUX.1-dev's distilled guidance")
+    max_sequence_length: int = option(512, help="T5 tokens of the FLUX prompt")
+
+    def __post_init__(self):
+        check_range(self, "variants_per_episode", low=1, low_open=False)
+        if not self.prompts:
+            raise ConfigError("prompts: give at least one appearance prompt")
+        if not self.controlnets:
+            raise ConfigError("controlnets: give at least one ControlNet")
+        try:
+            self.prompt_template.format(appearance="", instruction="")
+        except (KeyError, IndexError) as err:
+            raise ConfigError(f"prompt_template: unknown field {err} (use {{appearance}}, {{instruction}})") from None
 
 
 @dataclass
 class RolloutConfig:
-    model: str = ""  # an ORV pipeline folder (ORVPipeline.save_pretrained layout), or CogVideoX-2B's with ``transformer``
-    # An ORV transformer folder to use instead of the pipeline folder's: e.g. the official ORV
-    # weights (converted on load) with ``model`` a CogVideoX-2B folder for T5, VAE and scheduler.
-    transformer: str | None = None
-    height: int = 320  # Bridge preset (paper Table 9)
-    width: int = 480
-    chunk_frames: int = 16  # frames per generated chunk (4k); chunks chain on their last frame
-    # None: what the world model's checkpoint records (transformer.preprocessing: 50 DPM steps
-    # and no text CFG for the official ORV weights and this project's own)
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None  # text CFG (1.0 = off)
-    action_guidance_scale: float = 1.0  # action CFG (1.0 = off)
-    fps: int = 5  # of the saved mp4 (BridgeV2 is recorded at 5 Hz)
+    model: str = option("", help="an ORV pipeline folder (ORVPipeline.save_pretrained layout), or CogVideoX-2B's "
+                                 "with transformer")
+    transformer: str | None = option(
+        None, help="an ORV transformer folder to use instead of the pipeline folder's: e.g. the official ORV "
+                   "weights (converted on load) with model a CogVideoX-2B folder for T5, VAE and scheduler")
+    height: int = option(320, help="Bridge preset (paper Table 9)")
+    width: int = option(480, help="Bridge preset (paper Table 9)")
+    chunk_frames: int = option(16, help="frames per generated chunk (4k); chunks chain on their last frame")
+    num_inference_steps: int | None = option(
+        None, help="null: what the world model's checkpoint records (transformer.preprocessing: 50 DPM steps "
+                   "and no text CFG for the official ORV weights and this project's own)")
+    guidance_scale: float | None = option(None, help="text CFG (1.0 = off); null: the checkpoint's")
+    action_guidance_scale: float = option(1.0, help="action CFG (1.0 = off)")
+    fps: int = option(5, help="of the saved mp4 (BridgeV2 is recorded at 5 Hz)")
+
+    def __post_init__(self):
+        if self.chunk_frames < 4 or self.chunk_frames % 4:
+            raise ConfigError(f"chunk_frames: must be a positive multiple of 4 (4k frames: the VAE takes 4k+1), "
+                              f"got {self.chunk_frames}")
+        check_range(self, "height", "width", "num_inference_steps", "fps", low=1, low_open=False)
 
 
 @dataclass
 class ScoreConfig:
-    enabled: bool = True
-    checks_only: bool = False  # cheap checks only, no VLM: captions come from the source instruction
-    filter: dict[str, Any] = field(default_factory=dict)  # an orv-filter config (see docs/filtering.md)
+    enabled: bool = option(True, help="score the rollouts (cheap checks, then the VLM)")
+    checks_only: bool = option(False, help="cheap checks only, no VLM: captions come from the source instruction")
+    filter: dict[str, Any] = option(factory=dict, help="an orv-filter config (see docs/filtering.md)")
+
+    def __post_init__(self):
+        if self.enabled:
+            self.filter_config()
+
+    def filter_config(self) -> FilterConfig:
+        """The scoring stage's :class:`filtering.config.FilterConfig` (checked)."""
+        try:
+            return FilterConfig.from_dict(self.filter)
+        except ConfigError as err:
+            raise ConfigError(f"filter.{err}") from None
 
 
 @dataclass
 class ExportConfig:
-    enabled: bool = True
-    name: str = "orv_bridge"
-    version: str = "1.0.0"
-    image_size: list[int] = field(default_factory=lambda: [256, 256])
-    val_fraction: float = 0.0
+    enabled: bool = option(True, help="write the kept rollouts as an RLDS dataset in BridgeV2's schema")
+    name: str = option("orv_bridge", help="the TFDS name of the export")
+    version: str = option("1.0.0", help="the TFDS version of the export")
+    image_size: list[int] = option(factory=lambda: [256, 256], help="[height, width] of the exported frames")
+    val_fraction: float = option(0.0, help="share of the episodes written to the val split")
+
+    def __post_init__(self):
+        if len(self.image_size) != 2:
+            raise ConfigError(f"image_size: expected [height, width], got {self.image_size}")
 
 
 @dataclass
 class MergeConfig:
-    bridge: str | None = None  # the BridgeV2 TFDS folder; None: no merge stage
-    synthetic_fraction: float = 0.25  # paper Sec. 10.3.2: ~25% ORV data
-    physical: bool = False  # also write one merged dataset (else: mixture weights + shared statistics)
+    bridge: str | None = option(None, help="the BridgeV2 TFDS folder; null: no merge stage")
+    synthetic_fraction: float = option(0.25, help="paper Sec. 10.3.2: ~25% ORV data")
+    physical: bool = option(False, help="also write one merged dataset (else: mixture weights + shared statistics)")
+
+    def __post_init__(self):
+        check_range(self, "synthetic_fraction", high=1, high_open=True)
 
 
 @dataclass
 class RayConfig:
-    address: str | None = None  # "auto" for a running cluster; None: start a local one
-    num_actors: int | None = None  # None: one per GPU of the cluster (or 1 on CPU)
-    num_gpus_per_actor: float = 1.0  # 0 on CPU-only clusters
-    num_cpus_per_actor: float = 1.0
+    address: str | None = option(None, help="auto for a running cluster; null: start a local one")
+    num_actors: int | None = option(None, help="null: one per GPU of the cluster (or 1 on CPU)")
+    num_gpus_per_actor: float = option(1.0, help="0 on CPU-only clusters")
+    num_cpus_per_actor: float = option(1.0, help="CPUs reserved per actor")
 
 
 @dataclass
 class AugmentConfig:
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "bfloat16"  # the models' dtype on GPU (CPU always runs float32)
-    source: SourceConfig = field(default_factory=SourceConfig)
-    first_frames: FirstFramesConfig = field(default_factory=FirstFramesConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    merge: MergeConfig = field(default_factory=MergeConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
+    seed: int = option(0, help="seed of the prompts, FLUX and ORV noise (per unit, so reruns are the same)")
+    device: str = option("auto", help="auto | cpu | cuda | cuda:N")
+    dtype: Literal["bfloat16", "float16", "float32"] = option("bfloat16", help="the models' dtype on GPU (CPU "
+                                                                               "always runs float32)")
+    source: SourceConfig = option(factory=SourceConfig, help="the episodes to augment")
+    first_frames: FirstFramesConfig = option(factory=FirstFramesConfig, help="new first frames: FLUX + ControlNet")
+    rollout: RolloutConfig = option(factory=RolloutConfig, help="ORV rollouts under the episode's actions")
+    score: ScoreConfig = option(factory=ScoreConfig, help="cheap checks + VLM captions and scores")
+    export: ExportConfig = option(factory=ExportConfig, help="kept rollouts -> RLDS")
+    merge: MergeConfig = option(factory=MergeConfig, help="the mixture with BridgeV2")
+    ray: RayConfig = option(factory=RayConfig, help="Ray actors for first frames and rollouts (--ray)")
+
+    def __post_init__(self):
+        check_choices(self)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def save(self, path, comments: bool = False) -> Path:
-        """Write as YAML; with ``comments`` every key carries its explanation from this module."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = commented_yaml(self) if comments else yaml.safe_dump(self.to_dict(), sort_keys=False, width=110)
-        path.write_text(text)
-        return path
+        """Write as YAML; with ``comments`` every key carries its explanation."""
+        return config_validation.write_config(self, path, comments, HEADER)
 
-    def filter_config(self):
+    def filter_config(self) -> FilterConfig:
         """The scoring stage's :class:`filtering.config.FilterConfig` (checked)."""
-        from filtering.config import FilterConfig  # noqa: PLC0415
-
         try:
-            return FilterConfig.from_dict(self.score.filter)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"score.filter: {err}") from None
+            return self.score.filter_config()
+        except ConfigError as err:
+            raise ConfigError(f"score.{err}") from None
 
 
-CHOICES = {"device": None, "dtype": ("bfloat16", "float16", "float32")}
-CONDITIONS = ("depth", "semantics")
-
-
-def validate(config: AugmentConfig) -> None:
-    """Value checks the types alone do not catch (paths are checked by :func:`check_inputs`)."""
-    if config.dtype not in CHOICES["dtype"]:
-        raise ConfigError(f"dtype: expected one of {', '.join(CHOICES['dtype'])}, got {config.dtype!r}")
-    if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {config.device!r}")
-    ff, ro = config.first_frames, config.rollout
-    if ff.variants_per_episode < 1:
-        raise ConfigError(f"first_frames.variants_per_episode: must be >= 1, got {ff.variants_per_episode}")
-    if not ff.prompts:
-        raise ConfigError("first_frames.prompts: give at least one appearance prompt")
-    if not ff.controlnets:
-        raise ConfigError("first_frames.controlnets: give at least one ControlNet")
-    for i, cn in enumerate(ff.controlnets):
-        if cn.condition not in CONDITIONS:
-            raise ConfigError(f"first_frames.controlnets[{i}].condition: expected depth or semantics, got {cn.condition!r}")
-    try:
-        ff.prompt_template.format(appearance="", instruction="")
-    except (KeyError, IndexError) as err:
-        raise ConfigError(f"first_frames.prompt_template: unknown field {err} (use {{appearance}}, {{instruction}})") from None
-    if ro.chunk_frames < 4 or ro.chunk_frames % 4:
-        raise ConfigError(f"rollout.chunk_frames: must be a positive multiple of 4 (4k frames: the VAE takes 4k+1), "
-                          f"got {ro.chunk_frames}")
-    for key in ("height", "width", "num_inference_steps", "fps"):
-        if getattr(ro, key) is not None and getattr(ro, key) < 1:
-            raise ConfigError(f"rollout.{key}: must be >= 1, got {getattr(ro, key)}")
-    for key in ("max_episodes", "max_steps"):
-        value = getattr(config.source, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"source.{key}: must be >= 1 (or null), got {value}")
-    if len(config.export.image_size) != 2:
-        raise ConfigError(f"export.image_size: expected [height, width], got {config.export.image_size}")
-    if not 0 < config.merge.synthetic_fraction < 1:
-        raise ConfigError(f"merge.synthetic_fraction: must be in (0, 1), got {config.merge.synthetic_fraction}")
-    if config.score.enabled:
-        filter_config = config.filter_config()
-        if not config.score.checks_only and not filter_config.model:
-            raise ConfigError("score.filter.model: required for VLM scoring (a local Qwen2.5-VL folder or the served "
-                              "name), or set score.checks_only: true")
+def check_required(config: AugmentConfig) -> None:
+    """The values a run needs that the defaults leave empty (checked at load)."""
+    if config.score.enabled and not config.score.checks_only and not config.filter_config().model:
+        raise ConfigError("score.filter.model: required for VLM scoring (a local Qwen2.5-VL folder or the served "
+                          "name), or set score.checks_only: true")
 
 
 def config_from_dict(values: dict | None, overrides=()) -> AugmentConfig:
-    config = build_dataclass(AugmentConfig, apply_overrides(values or {}, overrides))
-    validate(config)
-    return config
+    return config_validation.config_from_dict(AugmentConfig, values, overrides, check_required)
 
 
 def load_config(path, overrides=()) -> AugmentConfig:
-    return config_from_dict(read_yaml_mapping(path), overrides)
+    return config_validation.load_config(AugmentConfig, path, overrides, check_required)
 
 
 def _need(key: str, value: str | None, what: str, problems: list[str]) -> None:
@@ -223,43 +236,3 @@ def check_inputs(config: AugmentConfig, stages) -> None:
         _need("merge.bridge", config.merge.bridge, "the BridgeV2 TFDS folder", problems)
     if problems:
         raise ConfigError("missing inputs, nothing was started:\n  " + "\n  ".join(problems))
-
-
-def _field_comments() -> dict[tuple[str, str], str]:
-    """``(class name, field) -> comment`` from the ``# ...`` after each field in this file."""
-    import inspect  # noqa: PLC0415
-    import re  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    out, current = {}, None
-    for line in inspect.getsource(sys.modules[__name__]).splitlines():
-        if m := re.match(r"class (\w+)", line):
-            current = m.group(1)
-        elif current and (m := re.match(r"    (\w+): [^#]*#\s*(.+)$", line)):
-            out[(current, m.group(1))] = m.group(2).strip()
-    return out
-
-
-def commented_yaml(config: AugmentConfig) -> str:
-    """The config as YAML with each key's comment (what ``orv-augment --write-config`` prints)."""
-    comments = _field_comments()
-    lines = ["# orv-augment config: every key with its default. Unknown keys and wrong types are refused.",
-             "# Run: orv-augment run --config THIS.yaml --run-dir RUN (docs/augment.md)"]
-
-    def emit(obj, indent: int) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            note = comments.get((type(obj).__name__, f.name))
-            pad = "  " * indent
-            if dataclasses.is_dataclass(value):
-                lines.append(f"{pad}{f.name}:" + (f"  # {note}" if note else ""))
-                emit(value, indent + 1)
-                continue
-            if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-                value = [dataclasses.asdict(v) for v in value]
-            text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-            text = text[:-4].rstrip() if text.endswith("\n...") else text.removesuffix("...").strip()
-            lines.append(f"{pad}{f.name}: {text}" + (f"  # {note}" if note else ""))
-
-    emit(config, 0)
-    return "\n".join(lines) + "\n"

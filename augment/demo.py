@@ -10,7 +10,16 @@ two thresholds are relaxed for random weights, see :func:`demo_config`); a real 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import yaml
+
+from augment.config import config_from_dict
+from augment.runner import AugmentRun
+from orv_engine.config_validation import ConfigError
+from orv_engine.testing.tiny_flux import build_tiny_flux, build_tiny_xlabs_controlnet
+from orv_engine.testing.tiny_orv import save_tiny_orv_pipeline
 
 DEMO_DATASET = Path(__file__).resolve().parents[1] / "orv_engine" / "demo_data" / "orv_tabletop" / "1.0.0"
 
@@ -38,9 +47,6 @@ def demo_config(models: Path, episodes: int, variants: int) -> dict:
 
 
 def write_demo_models(models: Path) -> Path:
-    from orv_engine.testing.tiny_flux import build_tiny_flux, build_tiny_xlabs_controlnet  # noqa: PLC0415
-    from orv_engine.testing.tiny_orv import save_tiny_orv_pipeline  # noqa: PLC0415
-
     if not (models / "orv" / "model_index.json").exists():
         build_tiny_flux(models / "flux")
         build_tiny_xlabs_controlnet(models / "controlnet-depth", seed=1)
@@ -50,15 +56,6 @@ def write_demo_models(models: Path) -> Path:
 
 
 def run_demo(out: Path, episodes: int = 4, variants: int = 2, progress: bool = True) -> dict:
-    import shutil  # noqa: PLC0415
-
-    import yaml  # noqa: PLC0415
-
-    from orv_engine.config_validation import ConfigError  # noqa: PLC0415
-
-    from augment.config import config_from_dict  # noqa: PLC0415
-    from augment.runner import AugmentRun  # noqa: PLC0415
-
     out = Path(out)
     models = write_demo_models(out / "models")
     values = demo_config(models.resolve(), episodes, variants)

@@ -14,12 +14,14 @@ import math
 from pathlib import Path
 
 from augment.rollout import rollout_dir
-from augment.scoring import kept_units, load_verdict
+from augment.score_stage import kept_units, load_verdict
+from vla_finetune.clip_record import ExportClip
+from vla_finetune.export import ExportConfig, export_clips
+from vla_finetune.merge import merge_datasets
+from vla_finetune.mixture import write_mixture
 
 
 def kept_clips(run_dir):
-    from vla_finetune.clip_record import ExportClip  # noqa: PLC0415
-
     for unit_id in kept_units(run_dir):
         clip = ExportClip.load(rollout_dir(run_dir, unit_id))
         verdict = load_verdict(run_dir, unit_id)
@@ -34,8 +36,6 @@ def kept_clips(run_dir):
 
 
 def export_kept(config, run_dir) -> dict:
-    from vla_finetune.export import ExportConfig, export_clips  # noqa: PLC0415
-
     run_dir = Path(run_dir)
     if not config.export.enabled:
         return {"skipped": "export.enabled is false"}
@@ -49,9 +49,6 @@ def export_kept(config, run_dir) -> dict:
 
 
 def merge_with_bridge(config, run_dir, export: dict) -> dict:
-    from vla_finetune.merge import merge_datasets  # noqa: PLC0415
-    from vla_finetune.mixture import write_mixture  # noqa: PLC0415
-
     if not export.get("path"):
         return {"skipped": "nothing exported"}
     out = Path(run_dir) / "mixture"

@@ -8,26 +8,19 @@ lazily, each Ray actor of :mod:`augment.ray_runner` loads the one of its stage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from augment.config import AugmentConfig
-    from augment.first_frames import FirstFramePainter
-    from augment.rollout import RolloutGenerator
+from augment.config import AugmentConfig
+from augment.first_frames import FirstFramePainter
+from augment.rollout import RolloutGenerator, resolve_dtype
+from orv_engine.device import resolve_device
 
 
 def _device_and_dtype(config: AugmentConfig):
-    from augment.rollout import resolve_dtype  # noqa: PLC0415
-    from orv_engine.device import resolve_device  # noqa: PLC0415
-
     device = resolve_device(config.device)
     return device, resolve_dtype(config.dtype, device)
 
 
 def make_painter(config: AugmentConfig) -> FirstFramePainter:
     """The ``first_frames`` section's FLUX ControlNet pipeline on the config's device and dtype."""
-    from augment.first_frames import FirstFramePainter  # noqa: PLC0415
-
     ff = config.first_frames
     device, dtype = _device_and_dtype(config)
     return FirstFramePainter(ff.flux, ff.controlnets, device, dtype, ff.num_inference_steps, ff.guidance_scale,
@@ -36,8 +29,6 @@ def make_painter(config: AugmentConfig) -> FirstFramePainter:
 
 def make_generator(config: AugmentConfig) -> RolloutGenerator:
     """The ``rollout`` section's ORV pipeline on the config's device and dtype."""
-    from augment.rollout import RolloutGenerator  # noqa: PLC0415
-
     ro = config.rollout
     device, dtype = _device_and_dtype(config)
     return RolloutGenerator(ro.model, device, dtype, ro.chunk_frames, ro.num_inference_steps, ro.guidance_scale,

@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import time
 
+from augment.config import config_from_dict
 from augment.manifest import FAILED
+from augment.models import make_generator, make_painter, painter_ids
 from augment.runner import STAGE_STATES, AugmentRun
+from augment.unit_work import paint_unit, rollout_unit
 
 
 class _UnitWorker:
     """Ray actor body: loads one stage's model once, then does units of that stage."""
 
     def __init__(self, config_dict: dict, run_dir: str, stage: str):
-        import augment  # noqa: F401,PLC0415  (import order: torch/triton before TensorFlow)
-        from augment.config import config_from_dict  # noqa: PLC0415
-        from augment.models import make_generator, make_painter, painter_ids  # noqa: PLC0415
-
         self.config = config_from_dict(config_dict)
         self.run_dir = run_dir
         self.stage = stage
@@ -36,8 +35,6 @@ class _UnitWorker:
         self.painter_ids = painter_ids(self.config)
 
     def work(self, unit_id: str, unit: dict):
-        from augment.unit_work import paint_unit, rollout_unit  # noqa: PLC0415
-
         try:
             if self.stage == "first_frames":
                 return unit_id, paint_unit(self.model, self.config, self.run_dir, unit_id, unit), None
@@ -52,7 +49,7 @@ class RayAugmentRun(AugmentRun):
         self.address = address
 
     def _ray(self):
-        import ray  # noqa: PLC0415
+        import ray  # noqa: PLC0415  (optional and heavy: only --ray runs load it)
 
         if not ray.is_initialized():
             if self.address:
@@ -76,7 +73,7 @@ class RayAugmentRun(AugmentRun):
         if not todo:
             return
         ray = self._ray()
-        from ray.util import ActorPool  # noqa: PLC0415
+        from ray.util import ActorPool  # noqa: PLC0415  (ray: see _ray)
 
         rc = self.config.ray
         actor_cls = ray.remote(num_gpus=rc.num_gpus_per_actor, num_cpus=rc.num_cpus_per_actor)(_UnitWorker)

@@ -14,9 +14,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from augment.manifest import RunState, all_shards, atomic_write_text
+from augment.sources import load_source
+from augment.unit_work import first_frame_path
+from orv_engine.occupancy.condition_images import depth_image, semantic_image
 
 TILE = 128  # contact-sheet tile height in pixels
 
@@ -41,10 +45,6 @@ def _row(tiles: list[Image.Image]) -> Image.Image:
 
 def contact_sheet(run_dir: Path, key: str, units: dict, out: Path) -> Path | None:
     """Source first frame + maps on the first row, then one row per variant."""
-    from augment.sources import load_source  # noqa: PLC0415
-    from augment.unit_work import first_frame_path  # noqa: PLC0415
-    from orv_engine.occupancy.condition_images import depth_image, semantic_image  # noqa: PLC0415
-
     try:
         source = load_source(run_dir, key)
     except FileNotFoundError:
@@ -79,11 +79,6 @@ def contact_sheet(run_dir: Path, key: str, units: dict, out: Path) -> Path | Non
 
 
 def histograms(verdicts: list[dict], out: Path) -> Path | None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     series = {}
     finals = [v["final_score"] for v in verdicts if v.get("final_score") is not None]
     if finals:
@@ -97,14 +92,14 @@ def histograms(verdicts: list[dict], out: Path) -> Path | None:
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(series), 2.6))  # no pyplot: no GUI backend, nothing to close
+    axes = fig.subplots(1, len(series), squeeze=False)
     for ax, (name, values) in zip(axes[0], series.items()):
         ax.hist(values, bins=min(20, max(3, len(values))), color="#4477aa")
         ax.set_title(name, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out
 
 

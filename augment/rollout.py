@@ -30,6 +30,12 @@ import torch
 
 from augment.manifest import atomic_write_text
 from augment.sources import SourceEpisode, source_dir
+from orv_engine.data.action_conventions import episode_actions
+from orv_engine.models.transformer_orv import read_transformer_config
+from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
+from orv_engine.occupancy.condition_images import encoded_condition_images
+from orv_engine.pipelines import ORVPipeline, rollout, save_mp4
+from vla_finetune.clip_record import ExportClip, Provenance
 
 
 def resolve_dtype(dtype: str, device) -> torch.dtype:
@@ -44,8 +50,6 @@ class RolloutGenerator:
                  chunk_frames: int = 16, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, action_guidance_scale: float = 1.0,
                  transformer_path=None):
-        from orv_engine.pipelines import ORVPipeline  # noqa: PLC0415
-
         extra = {} if transformer_path is None else {"transformer": Path(transformer_path)}
         self.pipe = ORVPipeline.from_pretrained(Path(model_path), dtype=dtype, **extra)
         self.pipe.to(device)
@@ -58,10 +62,6 @@ class RolloutGenerator:
 
     def generate(self, source: SourceEpisode, first_frame: np.ndarray, seed: int) -> np.ndarray:
         """(T, H, W, 3) uint8 for the source's T steps, starting from ``first_frame``."""
-        from orv_engine.data.action_conventions import episode_actions  # noqa: PLC0415
-        from orv_engine.occupancy.condition_images import encoded_condition_images  # noqa: PLC0415
-        from orv_engine.pipelines import rollout  # noqa: PLC0415
-
         missing = [k for k in self.condition_kinds if k not in source.conditions]
         if missing:
             raise ValueError(f"source {source.key} has no {', '.join(missing)} maps, which the world model needs")
@@ -82,9 +82,6 @@ def world_model_condition_kinds(rollout_config) -> list[str]:
     """The condition kinds of the configured world model, read from its config file alone
     (no weights): the pipeline's transformer or ``rollout.transformer``, in any folder kind
     the ORV loader takes (the official checkpoints name them their own way)."""
-    from orv_engine.models.transformer_orv import read_transformer_config  # noqa: PLC0415
-    from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel  # noqa: PLC0415
-
     folder = Path(rollout_config.transformer or Path(rollout_config.model) / "transformer")
     if not (folder / "config.json").is_file():
         return []
@@ -99,9 +96,6 @@ def rollout_dir(run_dir, unit_id: str) -> Path:
 def write_rollout(run_dir, unit_id: str, unit: dict, source: SourceEpisode, frames: np.ndarray,
                   model_ids: dict, seconds: float, fps: int) -> Path:
     """Write the unit's rollout folder atomically (temporary folder, then rename)."""
-    from orv_engine.pipelines import save_mp4  # noqa: PLC0415
-    from vla_finetune.clip_record import ExportClip, Provenance  # noqa: PLC0415
-
     final = rollout_dir(run_dir, unit_id)
     tmp = final.parent / f".{unit_id}.partial"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -17,20 +17,28 @@ says which state each per-unit stage takes units in and leaves them in (``first_
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import yaml
 from tqdm.auto import tqdm
 
 from augment.config import AugmentConfig, check_inputs
+from augment.exporting import export_kept, merge_with_bridge
 from augment.manifest import (FAILED, PAINTED, PLANNED, ROLLED_OUT, SCORED, Manifest, RunState, all_shards,
                               atomic_write_text)
 from augment.models import make_generator, make_painter, painter_ids
+from augment.report import write_report
+from augment.rollout import world_model_condition_kinds
+from augment.score_stage import score_units, select_units
 from augment.sources import iter_source_episodes, prepare_source, save_source
+from augment.unit_work import paint_unit, rollout_unit
 from orv_engine.config_validation import ConfigError
+from orv_engine.data.errors import SkipReport
 
 PER_UNIT_STAGES = ("sources", "first_frames", "rollouts", "scores")
 RUN_WIDE_STAGES = ("filter", "export", "merge", "report")
@@ -41,8 +49,6 @@ TERMINAL_STATES = (SCORED, FAILED)
 
 
 def unit_seed(base_seed: int, unit_id: str) -> int:
-    import zlib  # noqa: PLC0415
-
     return zlib.crc32(f"{base_seed}:{unit_id}".encode()) & 0x7FFFFFFF
 
 
@@ -100,15 +106,11 @@ class AugmentRun:
     # -- per-unit stages ---------------------------------------------------------------
     def condition_kinds(self) -> tuple[str, ...]:
         """What the sources must carry: the world model's kinds plus the ControlNets' maps."""
-        from augment.rollout import world_model_condition_kinds  # noqa: PLC0415
-
         kinds = set(world_model_condition_kinds(self.config.rollout))
         kinds |= {cn.condition for cn in self.config.first_frames.controlnets}
         return tuple(sorted(kinds))
 
     def run_sources(self) -> None:
-        from orv_engine.data.errors import SkipReport  # noqa: PLC0415
-
         cfg = self.config.first_frames
         kinds = self.condition_kinds()
         done = set(self.manifest.episodes)
@@ -172,20 +174,14 @@ class AugmentRun:
         self.state.add_time(stage, time.perf_counter() - start, len(todo))
 
     def run_first_frames(self) -> None:
-        from augment.unit_work import paint_unit  # noqa: PLC0415
-
         self._unit_stage("first_frames", lambda u, rec: paint_unit(self.painter, self.config, self.run_dir, u, rec))
 
     def run_rollouts(self) -> None:
-        from augment.unit_work import rollout_unit  # noqa: PLC0415
-
         ids = painter_ids(self.config)
         self._unit_stage("rollouts",
                          lambda u, rec: rollout_unit(self.generator, ids, self.config, self.run_dir, u, rec))
 
     def run_scores(self) -> None:
-        from augment.scoring import score_units  # noqa: PLC0415
-
         before, after = STAGE_STATES["scores"]
         todo = self.manifest.units_at(before)
         if not todo:
@@ -212,8 +208,6 @@ class AugmentRun:
         return units
 
     def run_filter(self) -> None:
-        from augment.scoring import select_units  # noqa: PLC0415
-
         start = time.perf_counter()
         summary = select_units(self.config, self.run_dir, self.all_units())
         self.state.set("filter", status="done", scored_units_hash=self._scored_hash(), result=summary)
@@ -221,8 +215,6 @@ class AugmentRun:
         self.log(f"filter: kept {summary['kept']} of {summary['clips']} scored clips")
 
     def run_export(self) -> None:
-        from augment.exporting import export_kept  # noqa: PLC0415
-
         start = time.perf_counter()
         result = export_kept(self.config, self.run_dir)
         self.state.set("export", status="done", scored_units_hash=self._scored_hash(), result=result)
@@ -236,16 +228,12 @@ class AugmentRun:
             self.state.set("merge", status="done", scored_units_hash=self._scored_hash(),
                            result={"skipped": "merge.bridge not set"})
             return
-        from augment.exporting import merge_with_bridge  # noqa: PLC0415
-
         start = time.perf_counter()
         result = merge_with_bridge(self.config, self.run_dir, self.state.data["stages"].get("export", {}).get("result", {}))
         self.state.set("merge", status="done", scored_units_hash=self._scored_hash(), result=result)
         self.state.add_time("merge", time.perf_counter() - start, 1)
 
     def run_report(self) -> Path:
-        from augment.report import write_report  # noqa: PLC0415
-
         path = write_report(self.run_dir)
         self.state.set("report", status="done", result={"path": str(path)})
         return path
@@ -278,6 +266,4 @@ class AugmentRun:
 
 
 def _hash(items) -> str:
-    import hashlib  # noqa: PLC0415
-
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]

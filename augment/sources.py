@@ -16,12 +16,14 @@ import io
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from augment.manifest import atomic_write_bytes, atomic_write_text
+from orv_engine.data.rlds_reader import RLDSReader
+from orv_engine.occupancy.clip_conditions import episode_condition_maps
 
 
 @dataclass
@@ -87,8 +89,6 @@ def iter_source_episodes(config, shard: tuple[int, int], done: set[str], report)
     Episodes are numbered in reading order over the whole dataset (so ``max_episodes`` means
     the same episodes for every shard count); only this shard's are decoded.
     """
-    from orv_engine.data.rlds_reader import RLDSReader  # noqa: PLC0415
-
     src = config.source
     reader = RLDSReader(src.path, dataset=src.dataset, split=src.split,
                         cameras=[src.camera] if src.camera else None, on_bad="skip", report=report)
@@ -119,8 +119,6 @@ def iter_source_episodes(config, shard: tuple[int, int], done: set[str], report)
 
 def prepare_source(config, key: str, episode, condition_kinds) -> SourceEpisode:
     """Episode -> SourceEpisode (actions, states, conditions rendered at the rollout size)."""
-    from orv_engine.occupancy.clip_conditions import episode_condition_maps  # noqa: PLC0415
-
     camera = config.source.camera or next(iter(episode.frames))
     if camera not in episode.frames:
         raise ValueError(f"camera {camera!r} absent in this episode (has {', '.join(episode.frames)})")
@@ -173,12 +171,10 @@ def _first_steps(episode, steps: int):
     """The episode cut to its first ``steps`` steps (only what the occupancy reads)."""
     if steps == len(episode):
         return episode
-    import dataclasses  # noqa: PLC0415
-
     def cut(d):
         return None if d is None else {k: (v[:steps] if np.ndim(v) >= 3 else v) for k, v in d.items()}
 
-    return dataclasses.replace(
+    return replace(
         episode, frames={k: v[:steps] for k, v in episode.frames.items()}, actions=episode.actions[:steps],
         states=episode.states[:steps], depth=cut(episode.depth), segmentation=cut(episode.segmentation),
         intrinsics=cut(episode.intrinsics), extrinsics=cut(episode.extrinsics),

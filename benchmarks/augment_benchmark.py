@@ -18,6 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from augment import unit_work
+from augment.config import config_from_dict
+from augment.demo import demo_config, write_demo_models
+from augment.runner import AugmentRun
+
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -28,14 +33,8 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
-    import augment  # noqa: F401,PLC0415
-    import augment.rollout as rollout_module  # noqa: PLC0415
-    from augment.config import config_from_dict  # noqa: PLC0415
-    from augment.demo import demo_config, write_demo_models  # noqa: PLC0415
-    from augment.runner import AugmentRun  # noqa: PLC0415
-
     io_seconds = {"write_rollout": 0.0}
-    original = rollout_module.write_rollout
+    original = unit_work.write_rollout
 
     def timed_write(*a, **k):  # time the rollout writes (mp4 + npz + json) inside the stage
         start = time.perf_counter()
@@ -43,8 +42,6 @@ def main(argv=None) -> None:
             return original(*a, **k)
         finally:
             io_seconds["write_rollout"] += time.perf_counter() - start
-
-    import augment.unit_work as unit_work  # noqa: PLC0415
 
     unit_work.write_rollout = timed_write
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 import vla_finetune.export as export_module
@@ -25,8 +26,6 @@ from vla_finetune.export import ExportConfig, export_clips
 
 
 def real_frame_clips(shared: Path, count: int, frames: int) -> list[ExportClip]:
-    import imageio.v3 as iio
-
     videos = [iio.imread(p) for p in sorted((shared / "bridge_real").glob("bridge_real_*.mp4"))]
     if not videos:
         raise SystemExit(f"no bridge_real_*.mp4 under {shared / 'bridge_real'} (pass --shared)")

@@ -16,6 +16,8 @@ vLLM's ratio over transformers, and the cheap checks' cost per clip against the 
   the cost is the same as with real weights) on the real 480x640 Bridge clips.
 
 Figures come from one run on a noisy shared machine; they are printed, never asserted.
+The ``--worker`` runs of this file happen in ``.venv-vllm``: the imports at the top are ones
+that venv has; clip reading and RAFT stay in the functions that use them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,15 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from filtering.backends import make_backend
+from filtering.backends.base import VLMRequest
+from filtering.backends.transformers_backend import TransformersBackend
+from filtering.checks import CheckRunner
+from filtering.config import ChecksConfig, FilterConfig
+from filtering.prompts import score_json_schema, scoring_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = Path(os.environ.get("ORV_VLLM_VENV", ROOT / ".venv-vllm")) / "bin" / "python"
@@ -43,9 +55,6 @@ MAX_TOKENS = 64
 
 
 def requests_for(n: int, frames=None):
-    from filtering.backends.base import VLMRequest
-    from filtering.prompts import score_json_schema, scoring_prompt
-
     prompt, schema = scoring_prompt(), score_json_schema()
     return [VLMRequest(f"clip{i}/score", prompt, None if frames is None else frames[i % len(frames)], schema,
                        MAX_TOKENS, 0.0, 1.0, i) for i in range(n)]
@@ -66,17 +75,12 @@ def time_backend(backend, n: int, batch: int, frames=None) -> dict:
 
 
 def count_tokens(model: Path, texts: list[str]) -> int:
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model)
     return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
 
 def worker(kind: str, model: str, n: int, batch: int, port: int | None) -> None:
     """Runs in the vLLM venv: time one backend, print one JSON line."""
-    from filtering.config import FilterConfig
-    from filtering.backends import make_backend
-
     config = FilterConfig(backend="vllm" if kind == "vllm" else "openai", model=model, batch_size=batch)
     config.vllm.gpu_memory_utilization, config.vllm.max_model_len = 0.05, 4096
     config.vllm.enforce_eager, config.vllm.dtype = True, "float32"
@@ -92,7 +96,7 @@ def worker(kind: str, model: str, n: int, batch: int, port: int | None) -> None:
 
 
 def run_worker(kind: str, model: Path, n: int, batch: int, port: int | None = None) -> dict:
-    cmd = [str(VLLM_PYTHON), str(Path(__file__).resolve()), "--worker", kind, "--model", str(model),
+    cmd = [str(VLLM_PYTHON), "-m", "benchmarks.filtering_benchmark", "--worker", kind, "--model", str(model),
            "--clips", str(n), "--batch", str(batch)] + (["--port", str(port)] if port else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **VLLM_ENV}, cwd=ROOT, timeout=1200)
     for line in out.stdout.splitlines():
@@ -128,15 +132,18 @@ def stop(process) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def bridge_clips(shared: Path) -> list[np.ndarray]:
+    """The real Bridge clips of the shared data (read here, never in .venv-vllm: orv_engine.data
+    needs diffusers, which that venv lacks)."""
+    from orv_engine.data.clip_files import read_clip  # noqa: PLC0415
+
+    return [read_clip(p) for p in sorted((shared / "bridge_real").glob("*.mp4"))]
+
+
 def cheap_checks(shared: Path) -> dict:
-    import torch
-    from torchvision.models.optical_flow import raft_small
+    from torchvision.models.optical_flow import raft_small  # noqa: PLC0415  (torchvision: not in .venv-vllm)
 
-    from orv_engine.data.clip_files import read_clip
-    from filtering.checks import CheckRunner
-    from filtering.config import ChecksConfig
-
-    clips = [read_clip(p) for p in sorted((shared / "bridge_real").glob("*.mp4"))]
+    clips = bridge_clips(shared)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "raft_small.pth"
         torch.save(raft_small(weights=None).state_dict(), weights)
@@ -162,31 +169,25 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--skip-vllm", action="store_true")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    import filtering  # noqa: F401  (import order)
-
     if args.worker:
         worker(args.worker, args.model, args.clips, args.batch, args.port)
         return
-    sys.path.insert(0, str(ROOT / "tests"))
-    from filtering_models import build_tiny_qwen2, build_tiny_qwen2_5_vl
+    from filtering.clip_source import sample_frames  # noqa: PLC0415  (orv_engine.data: see bridge_clips)
+
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' tiny models (tests/ is no package)
+    from filtering_models import build_tiny_qwen2, build_tiny_qwen2_5_vl  # noqa: PLC0415
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = build_tiny_qwen2(tmp / "tiny_qwen2")
-        from filtering.backends.transformers_backend import TransformersBackend
-
         tf = time_backend(TransformersBackend(str(model), batch_size=args.batch), args.clips, args.batch)
         tf["tokens"] = count_tokens(model, tf.pop("texts"))
         results["transformers"] = tf
         print(f"transformers: {tf['clips_per_s']:.2f} clips/s ({tf['tokens'] / tf['seconds']:.0f} tokens/s)", flush=True)
 
         vl = build_tiny_qwen2_5_vl(tmp / "tiny_vl")
-        from orv_engine.data.clip_files import read_clip
-        from filtering.clip_source import sample_frames
-
-        videos = [sample_frames(read_clip(p), 8, 112, 140) for p in sorted((Path(args.shared) / "bridge_real").glob("*.mp4"))]
+        videos = [sample_frames(clip, 8, 112, 140) for clip in bridge_clips(Path(args.shared))]
         tvl = time_backend(TransformersBackend(str(vl), batch_size=args.batch), args.clips, args.batch, videos)
         tvl.pop("texts")
         results["transformers_qwen2_5_vl_video"] = tvl
@@ -232,8 +233,6 @@ def main(argv=None) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

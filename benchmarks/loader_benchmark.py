@@ -20,11 +20,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 import orv_engine.data.clips as clips_module
 import orv_engine.data.rlds_reader as reader_module
 from orv_engine.data import PRESETS, RLDSReader, cut_clips
+from orv_engine.data.rlds_writer import bridge_features, write_rlds
 
 
 class Stopwatch:
@@ -68,10 +70,6 @@ def measure(path: Path, config, label: str, repeats: int = 2) -> dict:
 
 
 def write_raw_resolution_dataset(shared: Path, out: Path, episodes: int) -> Path:
-    import imageio.v3 as iio
-
-    from orv_engine.data.rlds_writer import bridge_features, write_rlds
-
     videos = [iio.imread(p) for p in sorted((shared / "bridge_real").glob("bridge_real_*.mp4"))]
     rng = np.random.default_rng(0)
 

@@ -18,6 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from benchmarks.metrics import stand_ins
+from benchmarks.metrics.fid import InceptionFeatures
+from benchmarks.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
+from benchmarks.metrics.fvd import I3DFeatures
+from benchmarks.metrics.lpips import LPIPSFrames
+from orv_engine.data.clip_files import read_clip, write_clip
+from orv_engine.evaluation import psnr_ssim
 
 
 def _clips(n: int, frames: int, size: int, seed: int = 0) -> np.ndarray:
@@ -46,17 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clips", type=int, default=4, help="clips per timed call of the cheap metrics")
     args = parser.parse_args(argv)
-
-    import torch
-
-    from benchmarks.metrics import stand_ins
-    from orv_engine.evaluation import psnr_ssim
-    from benchmarks.metrics.fid import InceptionFeatures
-    from benchmarks.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
-    from benchmarks.metrics.fvd import I3DFeatures
-    from benchmarks.metrics.lpips import LPIPSFrames
-    from orv_engine.data.clip_files import read_clip, write_clip
-
     n, t, s = args.clips, args.frames, args.size
     gen, gt = _clips(n, t, s, 0), _clips(n, t, s, 1)
     rows = []

@@ -19,6 +19,7 @@ import argparse
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from orv_engine.models import ORVTransformer3DModel, transformer_config
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
@@ -125,8 +126,6 @@ def _attention_flops(config, views: int, frames: int, size: int, multiview: bool
 
 def _flops(fn) -> int:
     """Linear/conv matmul FLOPs of one call (the torch counter; attention added separately)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         fn()

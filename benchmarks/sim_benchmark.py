@@ -14,11 +14,11 @@ import time
 
 import torch
 
+from orv_engine.sim.generate import make_env
+from orv_engine.sim.scripted_policy import PickPlacePolicy
+
 
 def measure(robot: str, geometry: bool, episodes: int, size: int) -> dict:
-    from orv_engine.sim.generate import make_env
-    from orv_engine.sim.scripted_policy import PickPlacePolicy
-
     t0 = time.perf_counter()
     env = make_env(robot, camera_size=size, geometry=geometry)
     env.reset(seed=0)

@@ -11,10 +11,14 @@ and prints steps/s per task from the per-episode records. The simulator process 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from vla_finetune.simpler.evaluate import evaluate
+from vla_finetune.simpler.tasks import CI_SUITE
 
 
 def main(argv=None) -> None:
@@ -23,16 +27,10 @@ def main(argv=None) -> None:
     parser.add_argument("--asset-dir", default=os.environ.get("MS_ASSET_DIR", "../shared/data/maniskill"))
     args = parser.parse_args(argv)
 
-    import vla_finetune  # noqa: F401,PLC0415
-    from vla_finetune.simpler.evaluate import evaluate  # noqa: PLC0415
-    from vla_finetune.simpler.tasks import CI_SUITE  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         evaluate(CI_SUITE, "scripted", tmp, episodes=args.episodes, asset_dir=str(Path(args.asset_dir).resolve()))
         total = time.perf_counter() - start
-        import json  # noqa: PLC0415
-
         records = [json.loads(line) for line in (Path(tmp) / "episodes.jsonl").read_text().splitlines()]
     print(f"SimplerEnv harness, scripted policy, {args.episodes} episodes per task, wall {total:.1f} s")
     for task in CI_SUITE:

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
+from orv_engine.testing.tiny_orv import save_tiny_pipeline
+from orv_engine.training import latents
+from orv_engine.training.components import load_components
 from orv_engine.training.config import load_config
 from orv_engine.training.trainer import Trainer
 
@@ -62,11 +64,6 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-    from orv_engine.training import latents
-    from orv_engine.training.components import load_components
-    from orv_engine.testing.tiny_orv import save_tiny_pipeline
-
     work = Path(args.workdir or tempfile.mkdtemp(prefix="orv-train-bench-"))
     model = save_tiny_pipeline(work / "tiny-orv-random")
     base = [f"model.pretrained_path={model}", f"data.path={args.data}", "tracker=none", "validation.every=0",

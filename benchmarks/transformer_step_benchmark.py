@@ -22,8 +22,10 @@ import time
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
+from torch.utils.flop_counter import FlopCounterMode
 
 from orv_engine.models import ORVTransformer3DModel, stock_config, transformer_config
+from orv_engine.models.action_adaln import _per_frame, expert_adaln, final_adaln
 
 
 def _sync(device: torch.device) -> None:
@@ -87,8 +89,6 @@ def count_flops(config: dict, latent: tuple[int, int, int], batch: int = 1) -> N
     Timing on a shared CPU is noisy; FLOPs are not. Elementwise work (the per-frame
     modulation, which has the stock element count) is not counted.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     frames, h, w = latent
     with torch.device("meta"):
         stock = CogVideoXTransformer3DModel.from_config(stock_config(config))
@@ -142,8 +142,6 @@ def overhead_breakdown(config: dict, latent: tuple[int, int, int], reps: int = 3
     runs; the extra ops are timed here in isolation against their stock counterparts and
     summed for the full ``num_layers`` model. Returns the extra seconds per step.
     """
-    from orv_engine.models.action_adaln import _per_frame, expert_adaln, final_adaln
-
     frames, h, w = latent
     p = config["patch_size"]
     tokens = frames * (h // p) * (w // p)

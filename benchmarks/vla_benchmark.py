@@ -23,21 +23,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from orv_engine.testing.tiny_vla import build_tiny_kosmos2, build_tiny_paligemma
+from vla_finetune.policies.spatialvla.action_tokenizer import SpatialActionTokenizer
+from vla_finetune.rlds_source import RLDSSource
+from vla_finetune.statistics import dataset_statistics, write_json
+from vla_finetune.training.config import config_from_dict
+from vla_finetune.training.trainer import VLATrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = ROOT.parent / "shared" / "data" / "bridge_debug" / "bridge_dataset" / "1.0.0"
 
 
 def train_one(kind: str, steps: int, tmp: Path) -> dict:
-    import yaml
-
-    import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
-    from orv_engine.testing.tiny_vla import build_tiny_kosmos2, build_tiny_paligemma
-    from vla_finetune.rlds_source import RLDSSource
-    from vla_finetune.statistics import dataset_statistics, write_json
-    from vla_finetune.training.config import config_from_dict
-    from vla_finetune.training.trainer import VLATrainer
-
     statistics = write_json(tmp / "stats.json", dataset_statistics([RLDSSource(BRIDGE)], "openvla"))
     build = build_tiny_kosmos2 if kind == "robovlm" else build_tiny_paligemma
     backbone = build(tmp / f"{kind}_backbone")
@@ -62,8 +61,6 @@ def train_one(kind: str, steps: int, tmp: Path) -> dict:
 
 
 def tokenizer_throughput(n: int = 200_000) -> dict:
-    from vla_finetune.policies.spatialvla.action_tokenizer import SpatialActionTokenizer
-
     rng = np.random.default_rng(0)
     actions = np.clip(rng.normal(0, 0.35, (n, 7)), -1, 1)
     actions[:, 6] = rng.integers(0, 2, n)

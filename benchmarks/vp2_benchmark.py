@@ -20,6 +20,12 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.vp2.costs import SquaredErrorReward
+from benchmarks.vp2.envs import RoboDeskEnv, RobosuitePushEnv, SimulatorModel
+from benchmarks.vp2.planners import MPPIPlanner
+from benchmarks.vp2.tiny_world_model import save_tiny_world_model
+from benchmarks.vp2.world_model import ORVWorldModel
+
 
 def env_steps_per_second(env, steps: int, render: bool) -> float:
     rng = np.random.default_rng(0)
@@ -32,9 +38,6 @@ def env_steps_per_second(env, steps: int, render: bool) -> float:
 
 
 def planning_seconds(model, env, instance, samples: int, horizon: int, repeats: int) -> float:
-    from benchmarks.vp2.costs import SquaredErrorReward
-    from benchmarks.vp2.planners import MPPIPlanner
-
     planner = MPPIPlanner(model, SquaredErrorReward(), a_dim=env.action_dim, horizon=horizon,
                           num_samples=samples, init_std=(0.5, 0.5, 0.5, 0.0), seed=0)
     frame = env.reset_to(instance.initial_state) / 255.0
@@ -58,11 +61,6 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from benchmarks.vp2.envs import RoboDeskEnv, RobosuitePushEnv, SimulatorModel
-    from benchmarks.vp2.tiny_world_model import save_tiny_world_model
-    from benchmarks.vp2.world_model import ORVWorldModel
-
     push = RobosuitePushEnv()
     instance = push.make_task(0)
     push.reset_to(instance.initial_state)

@@ -19,12 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+from filtering.backends import make_backend
+from filtering.clip_source import clips_from_folder
 from filtering.config import BACKENDS, FilterConfig
+from filtering.scoring import FilterPipeline
+from filtering.selection import select, select_by_checks, summarize
+from filtering.table import append_jsonl, read_jsonl, write_verdicts
+from orv_engine import config_validation
+from orv_engine.config_validation import config_epilog
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orv-filter", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=config_epilog(FilterConfig))
     p.add_argument("clips", nargs="?", help="folder of clips (.mp4/.gif/.npy or folders of frames)")
     p.add_argument("--config", help="YAML config (see --write-config)")
     p.add_argument("--out", default="outputs/filter", help="output folder (default: outputs/filter)")
@@ -32,22 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="override the config's model (a local folder, or the served name)")
     p.add_argument("--conditions", help="folder of <clip>.npz condition maps (depth/semantics) for the occupancy check")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set vllm.tensor_parallel_size=4 (repeatable)")
+                   help="override a config value, e.g. --set vllm.tensor_parallel_size=4 (repeatable; keys below)")
     p.add_argument("--checks-only", action="store_true", help="run the cheap checks only (no VLM)")
     p.add_argument("--resume", action="store_true", help="skip clips already in OUT/verdicts.jsonl")
     p.add_argument("--limit", type=int, help="only the first N clips")
-    p.add_argument("--write-config", metavar="PATH", help="write the (default or given) config as YAML and exit")
+    p.add_argument("--write-config", metavar="PATH",
+                   help="write the (default or given) config as YAML, every key explained, and exit")
     return p
 
 
 def load_config(args) -> FilterConfig:
-    config = FilterConfig.load(args.config) if args.config else FilterConfig()
+    """``--config`` (or the defaults) with ``--set``, ``--backend`` and ``--model`` applied."""
     overrides = list(args.set)
     if args.backend:
         overrides.append(f"backend={args.backend}")
     if args.model:
         overrides.append(f"model={json.dumps(args.model)}")
-    return config.override(overrides) if overrides else config
+    if args.config:
+        return config_validation.load_config(FilterConfig, args.config, overrides)
+    return config_validation.config_from_dict(FilterConfig, None, overrides)
 
 
 def main(argv=None) -> int:
@@ -58,7 +69,7 @@ def main(argv=None) -> int:
         print(f"orv-filter: bad config: {error}", file=sys.stderr)
         return 2
     if args.write_config:
-        print(config.save(args.write_config))
+        print(config.save(args.write_config, comments=True))
         return 0
     if not args.clips:
         print("orv-filter: give a folder of clips (or --write-config PATH)", file=sys.stderr)
@@ -66,11 +77,6 @@ def main(argv=None) -> int:
     if not args.checks_only and not config.model:
         print("orv-filter: no model: set `model` in the config or pass --model (or use --checks-only)", file=sys.stderr)
         return 2
-
-    from filtering.clip_source import clips_from_folder  # noqa: PLC0415
-    from filtering.scoring import FilterPipeline  # noqa: PLC0415
-    from filtering.selection import select, select_by_checks, summarize  # noqa: PLC0415
-    from filtering.table import append_jsonl, read_jsonl, write_verdicts  # noqa: PLC0415
 
     try:
         clips, ignored = clips_from_folder(args.clips, args.conditions)
@@ -96,8 +102,6 @@ def main(argv=None) -> int:
     backend = None
     start = time.perf_counter()
     if not args.checks_only and todo:
-        from filtering.backends import make_backend  # noqa: PLC0415
-
         backend = make_backend(config)
     if backend is not None:
         print(f"model loaded in {time.perf_counter() - start:.1f} s")

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from orv_engine.data.clip_files import read_clip, scan_clip_folder
+
 
 @dataclass
 class ClipInput:
@@ -25,12 +27,6 @@ class ClipInput:
     load: Callable[[], np.ndarray]  # -> (T, H, W, 3) uint8; called once, may raise
     path: str = ""
     conditions: Callable[[], dict | None] = field(default=lambda: None)
-
-
-def _read(path: Path) -> np.ndarray:
-    from orv_engine.data.clip_files import read_clip  # noqa: PLC0415
-
-    return read_clip(path)
 
 
 def _load_conditions(path: Path) -> dict | None:
@@ -43,8 +39,6 @@ def _load_conditions(path: Path) -> dict | None:
 def clips_from_folder(folder, conditions_dir=None) -> tuple[list[ClipInput], list[str]]:
     """``(clips, ignored entries)`` of a folder, in natural name order (the naming rule of
     :mod:`orv_engine.data.clip_files`; what it cannot read is reported, not fatal)."""
-    from orv_engine.data.clip_files import scan_clip_folder  # noqa: PLC0415
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder of clips: {folder}")
@@ -53,7 +47,7 @@ def clips_from_folder(folder, conditions_dir=None) -> tuple[list[ClipInput], lis
     clips = []
     for name, entry in found.items():
         cond = (lambda p=Path(conditions_dir) / f"{name}.npz": _load_conditions(p)) if conditions_dir else (lambda: None)
-        clips.append(ClipInput(name, lambda p=entry: _read(p), str(entry), cond))
+        clips.append(ClipInput(name, lambda p=entry: read_clip(p), str(entry), cond))
     return clips, ignored
 
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from filtering.config import SelectionConfig
@@ -61,8 +63,6 @@ def select_by_checks(verdicts: list[ClipVerdict]) -> list[ClipVerdict]:
 
 
 def summarize(verdicts: list[ClipVerdict]) -> dict:
-    from collections import Counter  # noqa: PLC0415
-
     status = Counter(v.score_status for v in verdicts)
     failed = Counter(c.name for v in verdicts for c in v.failed_checks)
     scores = [v.final_score for v in verdicts if v.final_score is not None]

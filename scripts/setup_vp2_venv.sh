@@ -23,8 +23,8 @@ NAME=setup_vp2_venv
 VENV="${VP2_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-vp2}"
 TORCH_SPEC="${VP2_TORCH_SPEC-torch==2.13.0+cpu}"
 SIM_SPEC="robosuite==1.5.2 robodesk==1.0.0 mujoco==3.3.7 dm_control==1.0.34"
-# The world model's stack, at the main venv's versions; numpy<2 is mink's pin, said out loud.
-MODEL_SPEC="diffusers==0.42.1 transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 accelerate==1.15.0 numpy<2 pillow pyyaml"
+# The world model's stack, at the main venv's versions (imageio: the pipelines write mp4); numpy<2 is mink's pin, said out loud.
+MODEL_SPEC="diffusers==0.42.1 transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 accelerate==1.15.0 numpy<2 pillow pyyaml imageio==2.38.2 imageio-ffmpeg==0.8.1"
 WANT="$TORCH_SPEC $SIM_SPEC $MODEL_SPEC +project-path"
 # shellcheck source=scripts/side_venv.sh
 source "$(dirname "${BASH_SOURCE[0]}")/side_venv.sh"

@@ -39,3 +39,22 @@ def test_tensorflow_first_is_warned_about_not_crashed():
     result = run("import tensorflow\nimport orv_engine\nprint('alive')")
     assert result.returncode == 0 and "alive" in result.stdout
     assert "TensorFlow was imported before this package" in result.stderr
+
+
+def test_clip_reading_needs_no_diffusers_transformers_or_tensorflow():
+    """The vLLM side venv reads clip folders without diffusers: the data code (and the
+    checkpoint-convention vocabulary it uses) must not pull in the model stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('diffusers', 'transformers', 'tensorflow'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import orv_engine.data.clip_files, orv_engine.data.clips, orv_engine.preprocessing\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from upstream_orv import load_upstream_folder, reference_forward, upstream_inputs, write_upstream_folder  # noqa: E402
 
 from orv_engine.models import CheckpointError, ORVTransformer3DModel  # noqa: E402
-from orv_engine.models.preprocessing import ORVPreprocessing  # noqa: E402
+from orv_engine.preprocessing import ORVPreprocessing  # noqa: E402
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel  # noqa: E402
 
 ATOL = 1e-5
@@ -256,7 +256,7 @@ def test_orv_eval_runs_the_official_weights_in_their_action_convention(tmp_path,
     from benchmarks.metrics.generation_eval import frame_actions, held_out_clips, main
 
     from orv_engine.data.action_conventions import eef_frame_actions
-    from orv_engine.models.preprocessing import upstream_preprocessing
+    from orv_engine.preprocessing import upstream_preprocessing
 
     base = _cogvideox_folder(tmp_path / "CogVideoX-2b")
     official = write_upstream_folder(tmp_path / "official", "stage1", seed=14)

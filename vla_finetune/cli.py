@@ -15,9 +15,16 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from collections.abc import Sequence as SequenceABC
+from pathlib import Path
 from typing import Sequence
+
+from vla_finetune.clip_record import ExportClip, ExportError
+from vla_finetune.lerobot_export import export_lerobot
+
+# The RLDS commands (export, merge) import their modules when they run: those load
+# orv_engine.data (diffusers, transformers, scipy, TensorFlow), which the lerobot side venv
+# (scripts/setup_lerobot_venv.sh), where `orv-export lerobot` runs, does not have.
 
 
 def find_clip_dirs(paths: Sequence[str]) -> list[Path]:
@@ -44,15 +51,13 @@ class ClipFolders(SequenceABC):
         return len(self.folders)
 
     def __getitem__(self, index):
-        from vla_finetune.clip_record import ExportClip
-
         if isinstance(index, slice):
             return ClipFolders(self.folders[index])
         return ExportClip.load(self.folders[index])
 
 
 def _cmd_export(args) -> dict:
-    from vla_finetune.export import ExportConfig, bytes_per_episode, export_clips
+    from vla_finetune.export import ExportConfig, bytes_per_episode, export_clips  # noqa: PLC0415  (see above)
 
     folders = find_clip_dirs(args.clips)
     config = ExportConfig(name=args.name, version=args.version, image_size=tuple(args.image_size),
@@ -64,8 +69,8 @@ def _cmd_export(args) -> dict:
 
 
 def _cmd_merge(args) -> dict:
-    from vla_finetune.merge import merge_datasets
-    from vla_finetune.mixture import write_mixture
+    from vla_finetune.merge import merge_datasets  # noqa: PLC0415  (see above)
+    from vla_finetune.mixture import write_mixture  # noqa: PLC0415
 
     summary = {"mixture": write_mixture(args.bridge, args.synthetic, args.out,
                                         synthetic_fraction=args.synthetic_fraction)}
@@ -76,8 +81,6 @@ def _cmd_merge(args) -> dict:
 
 
 def _cmd_lerobot(args) -> dict:
-    from vla_finetune.lerobot_export import export_lerobot
-
     folders = find_clip_dirs(args.clips)
     return export_lerobot(ClipFolders(folders), args.out, repo_id=args.repo_id, fps=args.fps,
                           image_size=tuple(args.image_size), overwrite=args.overwrite)
@@ -123,8 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vla_finetune.clip_record import ExportError
-
     try:
         with contextlib.redirect_stdout(sys.stderr):  # tfds prints progress: stdout carries only the summary
             summary = args.run(args)

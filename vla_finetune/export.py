@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
+from orv_engine.data.rlds_writer import write_rlds
 from vla_finetune.bridge_schema import PROVENANCE_FIELDS, bridge_export_features
 from vla_finetune.bridge_transforms import FRAMEWORKS, check_relabel
 from vla_finetune.clip_record import ExportClip, ExportError, check_clip
@@ -62,8 +64,6 @@ class ExportResult:
 
 
 def jpeg_bytes(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
-    from PIL import Image
-
     pil = Image.fromarray(image)
     if pil.size != (size[1], size[0]):
         pil = pil.resize((size[1], size[0]), Image.BICUBIC)
@@ -216,8 +216,6 @@ def write_dataset_atomically(out_dir: str | Path, name: str, version: str, featu
     """``rlds_writer.write_rlds`` into a temporary folder, then an atomic rename to
     ``out_dir/name/version``. ``finalize(folder)`` may add files before the rename. On any
     error the temporary folder is removed."""
-    from orv_engine.data.rlds_writer import write_rlds
-
     out_dir = Path(out_dir).expanduser().resolve()
     target = out_dir / name / version
     if target.exists() and not overwrite:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from PIL import Image
 
 from vla_finetune.bridge_transforms import bridge_transform, check_relabel
 from vla_finetune.clip_record import ExportClip, ExportError, check_clip
@@ -49,8 +50,6 @@ def lerobot_features(image_size: tuple[int, int]) -> dict:
 def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if frame.shape[:2] == tuple(size):
         return frame
-    from PIL import Image
-
     return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BICUBIC))
 
 
@@ -59,7 +58,7 @@ def export_lerobot(clips: Iterable[ExportClip], root: str | Path, *, repo_id: st
                    robot_type: str = "widowx", overwrite: bool = False) -> dict:
     """Write a LeRobot dataset at ``root``; return a summary."""
     try:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: PLC0415  (lerobot side venv only)
     except ImportError as err:
         raise ImportError(
             "the LeRobot export needs the `lerobot` package, which cannot share this environment: lerobot 0.4.4 "

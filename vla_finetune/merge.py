@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from vla_finetune.bridge_schema import bridge_export_features
 from vla_finetune.clip_record import ExportError
@@ -33,8 +34,6 @@ STEP_FIELDS = ("action", "discount", "reward", "is_first", "is_last", "is_termin
 
 
 def _recode(data: bytes, size: tuple[int, int], quality: int = 95) -> bytes:
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as img:
         img = img.convert("RGB")
         if img.size != (size[1], size[0]):
@@ -89,8 +88,6 @@ def _convert(source: RLDSSource, split: str, episode: dict, size, episode_id: in
 
 
 def _blank_jpeg() -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="JPEG")
     return buffer.getvalue()

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from orv_engine import import_order
 from vla_finetune.clip_record import ExportError
 from vla_finetune.rlds_source import RLDSSource
 from vla_finetune.statistics import StatisticsAccumulator, write_json
@@ -97,8 +98,6 @@ def sample_mixture(paths: Sequence[str | Path], weights: Sequence[float], num_sa
                    split: str = "train") -> np.ndarray:
     """Draw ``num_samples`` frames as Octo/OpenVLA do (frame-level ``sample_from_datasets``
     over repeated, flattened datasets); return how many came from each dataset."""
-    from orv_engine import import_order
-
     tf = import_order.tensorflow()
     datasets = []
     for index, path in enumerate(paths):

@@ -15,35 +15,36 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
+from orv_engine import config_validation
+from orv_engine.config_validation import ConfigError, config_epilog
+from vla_finetune.training.config import VLAConfig, check_inputs
+from vla_finetune.training.trainer import VLATrainer
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orv-vla-train", description="Post-finetune a VLA policy (RoboVLM, SpatialVLA).")
+    parser = argparse.ArgumentParser(prog="orv-vla-train", description="Post-finetune a VLA policy (RoboVLM, SpatialVLA).",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_epilog(VLAConfig))
     parser.add_argument("config", help="YAML config (see configs/vla/)")
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, dotted key, YAML value (repeatable)")
+                        help="override a config value, dotted key, YAML value (repeatable; keys below)")
     parser.add_argument("--check", action="store_true", help="check the config, print it and exit")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
-    from orv_engine.config_validation import ConfigError
-    from vla_finetune.training.config import load_config
-
     try:
-        config = load_config(args.config, args.overrides)
+        config = config_validation.load_config(VLAConfig, args.config, args.overrides, check_inputs)
     except ConfigError as e:
         print(f"orv-vla-train: config error: {e}", file=sys.stderr)
         return 2
     if args.check:
-        import yaml
-
         print(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
-    from vla_finetune.training.trainer import VLATrainer
-
     trainer = VLATrainer(config)
     summary = trainer.train(resume=args.resume)
     trainer.log(f"done: step {summary['step']}, peak memory {summary['peak_memory_mb']:.0f} MB")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxMultiControlNetModel
 from PIL import Image
 
 from orv_engine.occupancy.condition_images import depth_image, semantic_image
@@ -44,8 +45,6 @@ class FirstFramePainter:
 
     def __init__(self, flux_path, controlnets, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  num_inference_steps: int = 28, guidance_scale: float = 3.5, max_sequence_length: int = 512):
-        from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxMultiControlNetModel  # noqa: PLC0415
-
         self.kinds = [cn.condition for cn in controlnets]
         self.scales = [float(cn.scale) for cn in controlnets]
         nets = [FluxControlNetModel.from_pretrained(Path(cn.path), dtype=dtype) for cn in controlnets]

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cdfvd.third_party.i3d.pytorch_i3d import InceptionI3d
 
 from orv_engine.device import resolve_device
 
@@ -56,8 +57,6 @@ def load_i3d(path: str | Path, variant: str = "styleganv", device: str | torch.d
                 f"VideoGPT's i3d_pretrained_400.pt state dict use variant 'videogpt': {str(error)[:200]}"
             ) from error
         return model.eval()
-    from cdfvd.third_party.i3d.pytorch_i3d import InceptionI3d
-
     model = InceptionI3d(400, in_channels=3)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)

@@ -25,16 +25,21 @@ the batch size.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from benchmarks.metrics import table1
-from orv_engine.device import resolve_device
+from orv_engine.data.clip_dataset import ClipDataset
 from orv_engine.data.clip_files import write_clip
+from orv_engine.data.clips import clip_config
+from orv_engine.device import resolve_device
+from orv_engine.pipelines import ORVPipeline
 
 
 def clip_name(clip, index: int) -> str:
@@ -47,9 +52,6 @@ def held_out_clips(data_dir, preset: str, split: str = "val", max_clips: int | N
                    camera: str | None = None, dataset: str | None = None, preprocessing=None):
     """The split's clips in a fixed order (first ``max_clips`` of them), their actions in the
     checkpoint's action convention (``preprocessing``, an ``ORVPreprocessing``)."""
-    from orv_engine.data.clip_dataset import ClipDataset
-    from orv_engine.data.clips import clip_config
-
     overrides = {"camera": camera} if camera else {}
     if preprocessing is not None and preprocessing.action_convention != "dataset":
         overrides.update(action_convention=preprocessing.action_convention, action_scale=preprocessing.action_scale)
@@ -94,8 +96,6 @@ def generate(pipe, clips, out_dir, *, steps: int | None = None, seed: int = 0, b
              guidance_scale: float | None = None, action_guidance_scale: float = 1.0, prompt: str = "auto",
              conditions_dir: str | Path | None = None, log=None) -> tuple[Path, Path, list[str]]:
     """Generate every clip; write ``generated/NAME.npy`` and ``ground_truth/NAME.npy``."""
-    import torch
-
     log = log or (lambda message: None)
     out = Path(out_dir)
     gen_dir, gt_dir = out / "generated", out / "ground_truth"
@@ -149,10 +149,6 @@ def generate(pipe, clips, out_dir, *, steps: int | None = None, seed: int = 0, b
 
 
 def load_pipeline(checkpoint: str | Path, device: str = "auto", dtype: str = "auto", transformer=None):
-    import torch
-
-    from orv_engine.pipelines import ORVPipeline
-
     dev = resolve_device(device)
     if dtype == "auto":
         dtype = "bfloat16" if dev.type == "cuda" else "float32"
@@ -163,10 +159,6 @@ def load_pipeline(checkpoint: str | Path, device: str = "auto", dtype: str = "au
 
 
 def _release_gpu_memory() -> None:
-    import gc
-
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import lpips as lpips_package
 import numpy as np
 import torch
 
@@ -52,8 +53,6 @@ def load_lpips(backbone_path: str | Path | None, net: str = "alex", device: str 
             f"({BACKBONE_FILES[net]} for net={net!r}), got {backbone_path!r}; they cannot be "
             "downloaded here. Leave LPIPS out, or pass the file."
         )
-    import lpips as lpips_package
-
     with warnings.catch_warnings():  # torchvision's 'pretrained=' deprecation inside lpips
         warnings.simplefilter("ignore", UserWarning)
         model = lpips_package.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)

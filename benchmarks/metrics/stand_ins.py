@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
+from cdfvd.third_party.i3d.pytorch_i3d import InceptionI3d
+from pytorch_fid import inception as pfi
 from torch import Tensor, nn
 
 
@@ -42,8 +45,6 @@ def _he_init(model: nn.Module, seed: int) -> nn.Module:
 
 def fid_inception_classifier(seed: int = 0) -> nn.Module:
     """pytorch-fid's FID Inception (the module its weight file is the state dict of)."""
-    from pytorch_fid import inception as pfi
-
     net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
     net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
@@ -64,8 +65,6 @@ def save_fid_inception(path: str | Path, seed: int = 0) -> Path:
 
 
 def i3d(seed: int = 0) -> nn.Module:
-    from cdfvd.third_party.i3d.pytorch_i3d import InceptionI3d
-
     return _he_init(InceptionI3d(400, in_channels=3), seed)
 
 
@@ -107,8 +106,6 @@ def save_i3d_torchscript(path: str | Path, seed: int = 0, frames: int = 16) -> P
 
 def save_alexnet(path: str | Path, seed: int = 0) -> Path:
     """Like torchvision's ``alexnet-owt-7be5be79.pth`` (LPIPS backbone)."""
-    import torchvision
-
     path = Path(path)
     torch.save(_he_init(torchvision.models.alexnet(weights=None), seed).state_dict(), path)
     return path

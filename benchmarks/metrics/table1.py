@@ -26,11 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from orv_engine.evaluation import psnr_ssim
-from orv_engine.data import clip_files as video_io
-from orv_engine.device import resolve_device
 from benchmarks.metrics.features import FeatureBank
+from benchmarks.metrics.fid import InceptionFeatures
 from benchmarks.metrics.frechet import frechet_distance_of_features
+from benchmarks.metrics.fvd import I3DFeatures
+from benchmarks.metrics.lpips import LPIPSFrames
+from orv_engine.data import clip_files
+from orv_engine.device import resolve_device
+from orv_engine.evaluation import psnr_ssim
 
 HIGHER_IS_BETTER = {"PSNR": True, "SSIM": True}
 
@@ -54,8 +57,8 @@ def evaluate(
     """Compute every metric for the paired folders; returns the JSON-ready result."""
     log = log or (lambda message: None)
     dev = resolve_device(device)
-    pairs = video_io.pair_clips(generated_dir, ground_truth_dir)
-    shapes = video_io.check_pairs(pairs)
+    pairs = clip_files.pair_clips(generated_dir, ground_truth_dir)
+    shapes = clip_files.check_pairs(pairs)
     n_frames = sorted({s[0] for s in shapes})
     sizes = sorted({(s[1], s[2]) for s in shapes})
     if skip_first_frames >= n_frames[0]:
@@ -65,8 +68,6 @@ def evaluate(
     notes: list[str] = []
     fid_banks = None
     if inception is not None:
-        from benchmarks.metrics.fid import InceptionFeatures
-
         extractor = InceptionFeatures(inception, dev)
         fid_banks = (FeatureBank(extractor, batch_size), FeatureBank(extractor, batch_size))
     else:
@@ -75,8 +76,6 @@ def evaluate(
     fvd_banks: dict[int, tuple[FeatureBank, FeatureBank]] = {}
     fvd_ddof = 0
     if i3d is not None:
-        from benchmarks.metrics.fvd import I3DFeatures
-
         extractor3d = I3DFeatures(i3d, i3d_variant, dev)
         fvd_ddof = extractor3d.ddof
         for length in sorted(set(fvd_lengths)):
@@ -90,14 +89,12 @@ def evaluate(
 
     lpips_fn = None
     if lpips_backbone is not None:
-        from benchmarks.metrics.lpips import LPIPSFrames
-
         lpips_fn = LPIPSFrames(lpips_backbone, lpips_net, dev, batch_size=batch_size)
 
     per_clip = []
     failed_lengths: dict[int, str] = {}
     for i, pair in enumerate(pairs):
-        gen, gt = video_io.read_pair(pair)
+        gen, gt = clip_files.read_pair(pair)
         g, t = gen[skip_first_frames:], gt[skip_first_frames:]
         psnr = psnr_ssim.psnr_frames(g, t, dev)
         ssim = psnr_ssim.ssim_frames(g, t, dev)
@@ -296,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device, batch_size=args.batch_size, skip_first_frames=args.skip_first_frames,
             method=args.method, log=log,
         )
-    except (video_io.ClipPairError, FileNotFoundError, ValueError) as error:
+    except (clip_files.ClipPairError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown(result), end="")

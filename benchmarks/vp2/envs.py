@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 
 @dataclass
@@ -59,8 +60,9 @@ class RobosuitePushEnv:
 
     def __init__(self, image_size: int = 64, camera: str = "agentview", control_freq: int = 20):
         _headless_gl()
-        import robosuite
-        from robosuite.controllers import load_composite_controller_config
+        # lazy: the VP² side venv only (module docstring), and after MUJOCO_GL is set
+        import robosuite  # noqa: PLC0415
+        from robosuite.controllers import load_composite_controller_config  # noqa: PLC0415
 
         config = load_composite_controller_config(controller="BASIC")
         arm = config["body_parts"]["right"]
@@ -175,8 +177,6 @@ class RobosuitePushEnv:
 def _restore_pil_antialias() -> None:
     # robodesk 1.0.0 resizes with PIL.Image.ANTIALIAS, removed in Pillow 10 (it was an alias
     # of LANCZOS). Restore that one name, only if missing, before robodesk renders.
-    from PIL import Image
-
     if not hasattr(Image, "ANTIALIAS"):
         Image.ANTIALIAS = Image.Resampling.LANCZOS
 
@@ -192,7 +192,7 @@ class RoboDeskEnv:
     def __init__(self, task: str, image_size: int = 64, action_repeat: int = 50):
         _headless_gl()
         _restore_pil_antialias()
-        import robodesk
+        import robodesk  # noqa: PLC0415  (as robosuite above)
 
         self.task, self.image_size = task, image_size
         self.env = robodesk.RoboDesk(task=task, reward="success", action_repeat=action_repeat,

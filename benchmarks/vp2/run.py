@@ -29,10 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from benchmarks.vp2.costs import build_reward
-from benchmarks.vp2.envs import TASKS, UnknownTaskError, check_task, make_env
+from benchmarks.vp2.envs import TASKS, SimulatorModel, UnknownTaskError, check_task, make_env
 from benchmarks.vp2.planners import PLANNERS, PlanningAgent
+from benchmarks.vp2.world_model import ORVWorldModel
+from orv_engine.pipelines import ORVPipeline
 
 EPISODE_FIELDS = ["model", "task", "episode", "seed", "status", "success", "best_score", "final_score",
                   "start_score", "steps", "seconds", "plan_seconds_per_step", "error"]
@@ -131,8 +135,6 @@ def run_episode(env, model, task: str, episode: int, config: RunConfig, model_na
     if plan_seconds:
         record.plan_seconds_per_step = float(np.mean(plan_seconds))
     if frames_dir is not None:
-        from PIL import Image
-
         frames_dir.mkdir(parents=True, exist_ok=True)
         strip = np.concatenate([np.uint8(o * 255) for o in observations[config.num_context - 1 :]]
                                + [instance.goal_image], axis=1)
@@ -220,11 +222,6 @@ def summarise(records: list[EpisodeRecord], oracle: list[EpisodeRecord] | None =
 
 def orv_model_factory(path: str, config: RunConfig, num_inference_steps: int, max_batch_size: int,
                       device: str | None, dtype: str | None, prompt: str):
-    import torch
-
-    from benchmarks.vp2.world_model import ORVWorldModel
-    from orv_engine.pipelines import ORVPipeline
-
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
     if not Path(path).is_dir():
         raise FileNotFoundError(f"--model-path {path}: no ORV pipeline folder there")
@@ -242,8 +239,6 @@ def orv_model_factory(path: str, config: RunConfig, num_inference_steps: int, ma
 
 
 def simulator_model_factory(config: RunConfig):
-    from benchmarks.vp2.envs import SimulatorModel
-
     return lambda task, env: SimulatorModel(env, config.num_context)
 
 

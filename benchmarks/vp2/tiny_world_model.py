@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
+from orv_engine.models import ORVTransformer3DModel, transformer_config
+from orv_engine.pipelines import ORVPipeline
+from orv_engine.testing.tiny_orv import build_tiny_components
+
 
 def save_tiny_world_model(path: str | Path, action_dim: int = 7, sample_size: int = 64, seed: int = 0,
                           action_scale: float = 0.5) -> Path:
-    from orv_engine.models import ORVTransformer3DModel, transformer_config
-    from orv_engine.pipelines import ORVPipeline
-    from orv_engine.testing.tiny_orv import build_tiny_components
-
     tokenizer, text_encoder, vae, scheduler, _ = build_tiny_components(seed, sample_size)
     torch.manual_seed(seed)
     transformer = ORVTransformer3DModel.from_config(transformer_config(

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from orv_engine.pipelines import ORVPipeline
+
 # Where each environment's action dimensions go in the 7-d BridgeV2 layout
 # (0-2 xyz translation, 3-5 roll/pitch/yaw, 6 gripper); the rest stay zero.
 ACTION_LAYOUTS: dict[int, list[int]] = {
@@ -85,8 +87,6 @@ class ORVWorldModel:
     @classmethod
     def from_pretrained(cls, path: str | Path, action_dim: int, device: str | None = None,
                         dtype: torch.dtype | None = None, **kwargs) -> "ORVWorldModel":
-        from orv_engine.pipelines import ORVPipeline
-
         if not Path(path).is_dir():
             raise FileNotFoundError(f"ORV pipeline folder {path} not found")
         pipe = ORVPipeline.from_pretrained(str(path), dtype=dtype) if dtype else ORVPipeline.from_pretrained(str(path))

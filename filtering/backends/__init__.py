@@ -4,20 +4,17 @@ client), transformers ``generate``. :func:`make_backend` builds the configured o
 from __future__ import annotations
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse
+from filtering.backends.openai_server import OpenAIServerBackend
+from filtering.backends.transformers_backend import TransformersBackend
+from filtering.backends.vllm_offline import VLLMOfflineBackend
 from filtering.config import FilterConfig
 
 
 def make_backend(config: FilterConfig) -> VLMBackend:
     if config.backend == "vllm":
-        from filtering.backends.vllm_offline import VLLMOfflineBackend  # noqa: PLC0415
-
         return VLLMOfflineBackend(config.model, config.vllm, seed=config.sampling.seed)
     if config.backend == "openai":
-        from filtering.backends.openai_server import OpenAIServerBackend  # noqa: PLC0415
-
         return OpenAIServerBackend(config.model, config.openai)
-    from filtering.backends.transformers_backend import TransformersBackend  # noqa: PLC0415
-
     return TransformersBackend(config.model, config.transformers, batch_size=config.batch_size)
 
 

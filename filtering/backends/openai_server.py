@@ -20,14 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import openai
+from PIL import Image
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
 from filtering.config import OpenAIConfig
 
 
 def jpeg_base64(frame: np.ndarray, quality: int = 90) -> str:
-    from PIL import Image  # noqa: PLC0415
-
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="JPEG", quality=quality)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -46,8 +46,6 @@ class OpenAIServerBackend(VLMBackend):
     name = "openai"
 
     def __init__(self, model: str, config: OpenAIConfig | None = None):
-        import openai  # noqa: PLC0415
-
         self.config = config or OpenAIConfig()
         self.model = self.config.served_model or model
         self.supports_video = self.config.video_mode != "none"

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 import torch
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoTokenizer,
+                          Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration)
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
 from filtering.config import TransformersConfig
@@ -23,8 +25,6 @@ class TransformersBackend(VLMBackend):
     name = "transformers"
 
     def __init__(self, model: str, config: TransformersConfig | None = None, batch_size: int = 16):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoTokenizer  # noqa: PLC0415
-
         self.config = config or TransformersConfig()
         self.batch_size = batch_size
         hf_config = AutoConfig.from_pretrained(model)
@@ -34,8 +34,6 @@ class TransformersBackend(VLMBackend):
             kwargs["attn_implementation"] = self.config.attn_implementation
         self.supports_video = hf_config.model_type in ("qwen2_5_vl", "qwen2_vl")
         if self.supports_video:
-            from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration  # noqa: PLC0415
-
             cls = Qwen2_5_VLForConditionalGeneration if hf_config.model_type == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
             self.model = cls.from_pretrained(model, **kwargs)
             self.processor = AutoProcessor.from_pretrained(model)

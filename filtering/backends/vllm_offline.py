@@ -8,17 +8,23 @@ length and memory share are config values (``VLLMConfig``); any other ``vllm.LLM
 keyword goes through ``VLLMConfig.extra``.
 
 vLLM lives in its own venv (``scripts/setup_vllm_venv.sh``); importing this module does
-not import vllm, building the backend does.
+not import vllm, building the backend does (the ``from vllm ...`` imports below stay in
+their functions for that reason).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import numpy as np
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
 from filtering.config import VLLMConfig
+
+
+def is_vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
 
 
 def structured_output_params(schema: dict):
@@ -38,6 +44,10 @@ class VLLMOfflineBackend(VLMBackend):
     name = "vllm"
 
     def __init__(self, model: str, config: VLLMConfig | None = None, seed: int = 0):
+        if not is_vllm_available():
+            raise ImportError("backend 'vllm' needs vLLM, which lives in its own venv: bash scripts/setup_vllm_venv.sh, "
+                              "then run .venv-vllm/bin/python -m filtering.cli (or use backend 'openai' or "
+                              "'transformers')")
         from vllm import LLM  # noqa: PLC0415
 
         self.config = config or VLLMConfig()

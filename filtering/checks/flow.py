@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from filtering.records import CheckResult
+from orv_engine.occupancy.consistency import RaftConsistency
 
 
 class FlowSmoothness:
     def __init__(self, weights_path, variant: str = "small", size: int = 128, device: str = "cpu",
                  num_flow_updates: int = 6):
-        from orv_engine.occupancy.consistency import RaftConsistency  # noqa: PLC0415
-
         self.raft = RaftConsistency(weights_path, variant=variant, device=device, num_flow_updates=num_flow_updates)
         self.size = max(int(size), 128)  # RAFT's pyramid needs 128 px
 

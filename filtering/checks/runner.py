@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from filtering.checks.blur import blur_check
+from filtering.checks.occupancy_agreement import occupancy_agreement_check
+from filtering.checks.temporal import flicker_check, jump_check
+from filtering.config import ChecksConfig
+from filtering.records import CheckResult
+
 
 def spread(frames: np.ndarray, count: int) -> np.ndarray:
     """At most ``count`` frames spread evenly over the clip (first and last included)."""
     if count <= 0 or len(frames) <= count:
         return frames
     return frames[np.round(np.linspace(0, len(frames) - 1, count)).astype(int)]
-
-from filtering.checks.blur import blur_check
-from filtering.checks.occupancy_agreement import occupancy_agreement_check
-from filtering.checks.temporal import flicker_check, jump_check
-from filtering.config import ChecksConfig
-from filtering.records import CheckResult
 
 
 class CheckRunner:
@@ -28,7 +28,8 @@ class CheckRunner:
         self.config = config or ChecksConfig()
         self._flow = None
         if self.config.enabled and self.config.raft_weights:
-            from filtering.checks.flow import FlowSmoothness  # noqa: PLC0415  (torchvision)
+            # lazy: RAFT needs torchvision, which the vLLM venv (scripts/setup_vllm_venv.sh) lacks
+            from filtering.checks.flow import FlowSmoothness  # noqa: PLC0415
 
             self._flow = FlowSmoothness(self.config.raft_weights, self.config.raft_variant, self.config.flow_size)
 

@@ -43,7 +43,7 @@ import warnings
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from orv_engine.models.preprocessing import ACTION_CONVENTIONS, EEF_FRAME_SCALE  # the checkpoint's vocabulary
+from orv_engine.preprocessing import ACTION_CONVENTIONS, EEF_FRAME_SCALE  # the checkpoint's vocabulary
 
 STATE_DIM = 7
 POSITION = slice(0, 3)  # columns of Episode.states

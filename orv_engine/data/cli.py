@@ -24,6 +24,7 @@ from orv_engine.data.clips import PRESETS, cut_clips
 from orv_engine.data.contact_sheet import contact_sheet
 from orv_engine.data.errors import DatasetError, SkipReport
 from orv_engine.data.rlds_reader import RLDSReader
+from orv_engine.occupancy import clip_condition_maps
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,8 +105,6 @@ def cmd_clips(args) -> int:
             actions.append(clip.actions[clip.action_mask])
         if clips and len(sheet_clips) < args.sheet_rows:
             if args.conditions and episode.depth is not None:
-                from orv_engine.occupancy import clip_condition_maps
-
                 clips[0].conditions.update(clip_condition_maps(episode, clips[0]))
             sheet_clips.append(clips[0])
         if args.max_episodes and episodes >= args.max_episodes:

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from orv_engine.data.clips import Clip, ClipConfig, cut_clips
 from orv_engine.data.errors import SkipReport
@@ -164,8 +164,6 @@ def make_clip_loader(dataset: ClipDataset, batch_size: int, num_workers: int = 0
     Workers are spawned, not forked: TensorFlow's thread pools do not survive a fork of a
     process that already used them.
     """
-    from torch.utils.data import DataLoader
-
     if num_workers > 0:
         kwargs.setdefault("multiprocessing_context", "spawn")
         kwargs.setdefault("persistent_workers", False)

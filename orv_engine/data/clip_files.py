@@ -19,7 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
+from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 GIF_EXTENSIONS = (".gif",)
@@ -132,8 +135,6 @@ def _to_rgb_uint8(frames: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _read_video(path: Path) -> np.ndarray:
-    import imageio_ffmpeg
-
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     meta = next(reader)
     width, height = meta["size"]
@@ -142,15 +143,11 @@ def _read_video(path: Path) -> np.ndarray:
 
 
 def _read_gif(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
     frames = iio.imread(path, index=None, plugin="pillow", mode="RGB")
     return frames if frames.ndim == 4 else frames[None]
 
 
 def _read_frame_folder(path: Path) -> np.ndarray:
-    from PIL import Image
-
     frames = []
     for file in _frame_files(path):
         with Image.open(file) as image:
@@ -224,12 +221,8 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
     if suffix in ARRAY_EXTENSIONS:
         np.save(path, frames)
     elif suffix in GIF_EXTENSIONS:
-        import imageio.v3 as iio
-
         iio.imwrite(path, frames, plugin="pillow", duration=int(1000 / fps), loop=0)
     elif suffix in VIDEO_EXTENSIONS:
-        import imageio_ffmpeg
-
         height, width = frames.shape[1:3]
         writer = imageio_ffmpeg.write_frames(
             str(path), (width, height), fps=fps, codec="libx264", quality=None,
@@ -240,8 +233,6 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
     elif suffix == "":
-        from PIL import Image
-
         path.mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(path / f"{i:04d}.png")

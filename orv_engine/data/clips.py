@@ -40,6 +40,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from orv_engine.data.action_conventions import (
     EEF_FRAME_SCALE,
@@ -193,9 +195,6 @@ class Clip:
 
 def resize_frames(frames: np.ndarray, height: int, width: int, mode: str = "stretch") -> np.ndarray:
     """(T, h, w, 3) uint8 -> (T, height, width, 3) uint8, bilinear with antialiasing."""
-    import torch
-    import torch.nn.functional as F
-
     t, h, w, _ = frames.shape
     if mode == "center_crop":
         target = width / height

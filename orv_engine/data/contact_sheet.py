@@ -9,13 +9,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from orv_engine.data.clips import Clip
+from orv_engine.occupancy.condition_images import depth_image, semantic_image
 
 
 def condition_rows(clip: Clip) -> list[np.ndarray]:
     """Extra rows of (F, H, W, 3) images for a clip's depth and semantic condition maps,
     drawn as the VAE sees them (:mod:`orv_engine.occupancy.condition_images`)."""
-    from orv_engine.occupancy.condition_images import depth_image, semantic_image
-
     rows = []
     if clip.conditions.get("depth") is not None:
         rows.append(depth_image(clip.conditions["depth"]))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from orv_engine import import_order
 from orv_engine.data.episode import Episode, EpisodeMeta
@@ -56,16 +57,12 @@ def _feature_paths(features, prefix: str = "") -> set[str]:
 
 def decode_single_channel(data: bytes) -> np.ndarray:
     """A one-channel PNG (8- or 16-bit) -> (H, W) array of its stored integer type."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as img:
         array = np.asarray(img)
     return array[..., 0] if array.ndim == 3 else array
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 Steps = dict  # nested dict of numpy arrays with a leading time axis
 
@@ -88,8 +89,6 @@ def _bridge(steps: Steps):
 
 
 def _rt1(steps: Steps):
-    from scipy.spatial.transform import Rotation
-
     pose = np.asarray(_get(steps, "observation/base_pose_tool_reached"), dtype=np.float64)
     rpy = Rotation.from_quat(pose[:, 3:7]).as_euler("xyz")
     opened = 1.0 - np.asarray(_get(steps, "observation/gripper_closed"), np.float64).reshape(-1, 1)

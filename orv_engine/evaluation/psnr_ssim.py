@@ -33,6 +33,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 DATA_RANGE = 255.0
 SSIM_SIGMA = 1.5
@@ -79,8 +80,6 @@ def _blur_torch(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def _blur_scipy(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """The same on CPU through scipy.ndimage, which is ~6x faster than torch's float64 conv."""
-    from scipy import ndimage
-
     r = (g.numel() - 1) // 2
     a = z.numpy()
     weights = g.numpy()

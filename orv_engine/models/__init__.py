@@ -4,7 +4,7 @@ the preprocessing record a checkpoint carries, and the official checkpoints' con
 from orv_engine.models.action_encoder import ChunkedActionEncoder
 from orv_engine.models.checkpoint_files import CheckpointError
 from orv_engine.models.condition_fusion import ConditionFusion
-from orv_engine.models.preprocessing import ORVPreprocessing
+from orv_engine.preprocessing import ORVPreprocessing
 from orv_engine.models.configs import CONFIGS, stock_config, transformer_config
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
 

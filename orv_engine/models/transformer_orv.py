@@ -49,7 +49,7 @@ from orv_engine.models.action_adaln import final_adaln, orv_block_forward
 from orv_engine.models.action_encoder import ChunkedActionEncoder
 from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_shapes, check_shapes, load_checkpoint
 from orv_engine.models.condition_fusion import ConditionFusion
-from orv_engine.models.preprocessing import ORVPreprocessing
+from orv_engine.preprocessing import ORVPreprocessing
 from orv_engine.models.view_attention import ViewAttention, view_position_table
 
 logger = logging.getLogger(__name__)

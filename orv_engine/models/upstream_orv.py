@@ -30,7 +30,7 @@ import fnmatch
 import torch
 
 from orv_engine.models.checkpoint_files import CheckpointError
-from orv_engine.models.preprocessing import upstream_preprocessing
+from orv_engine.preprocessing import upstream_preprocessing
 
 UPSTREAM_CLASS_NAME = "CogVideoXTransformer3DModelTraj"
 # Upstream's own __init__ arguments (everything else in its config is CogVideoX's).

@@ -36,7 +36,7 @@ import colorsys
 
 import numpy as np
 
-from orv_engine.models.preprocessing import CONDITION_ENCODINGS, to_vae_range
+from orv_engine.preprocessing import CONDITION_ENCODINGS, to_vae_range
 
 PALETTE = np.array(
     [[70, 70, 70], [160, 120, 60], [210, 210, 210], [220, 40, 40], [40, 170, 70], [240, 200, 30],

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.models.optical_flow import raft_large, raft_small
 
 from orv_engine.occupancy.errors import OccupancyInputError
 
@@ -57,8 +58,6 @@ class RaftConsistency:
     """RAFT (``small`` or ``large``) with weights from ``weights_path`` (a torch state_dict)."""
 
     def __init__(self, weights_path, variant: str = "small", device: str = "cpu", num_flow_updates: int = 12):
-        from torchvision.models.optical_flow import raft_large, raft_small  # noqa: PLC0415
-
         builders = {"small": raft_small, "large": raft_large}
         if variant not in builders:
             raise OccupancyInputError(f"variant: expected 'small' or 'large', got {variant!r}")

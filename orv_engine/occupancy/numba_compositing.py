@@ -19,7 +19,7 @@ from orv_engine.occupancy.numba_projection import (
     SPLAT_ROW_FALL,
 )
 from orv_engine.occupancy.numba_sorting import TILE_H, TILE_W
-from orv_engine.occupancy.numba_support import numba
+from orv_engine.occupancy.numba_support import numba, numba_available
 from orv_engine.occupancy.projection import SplatSettings
 from orv_engine.occupancy.render_occ2gs import BACKGROUND_LABEL
 
@@ -39,7 +39,7 @@ CELL_COL = np.concatenate([np.tile(np.arange(h * STRIP_W, (h + 1) * STRIP_W, dty
 CELL_ROW = np.tile(np.repeat(np.arange(TILE_H, dtype=np.float32), STRIP_W), TILE_W // STRIP_W)  # its row
 
 
-if numba is not None:
+if numba_available():  # optional: without numba the torch renderer is used
     from llvmlite import ir as llvm_ir
     from numba import njit, prange
     from numba.core import cgutils

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orv_engine.occupancy.numba_support import numba, serial_and_parallel
+from orv_engine.occupancy.numba_support import numba_available, serial_and_parallel
 from orv_engine.occupancy.projection import ProjectedGaussians
 
 # record layouts (columns of NumbaProjected.splat / .pixel)
@@ -64,7 +64,7 @@ class NumbaProjected:
         return cls(np.ascontiguousarray(as_np(p.index), np.int64), splat, pixel)
 
 
-if numba is not None:
+if numba_available():  # optional: without numba the torch renderer is used
     from numba import prange
 
     @serial_and_parallel

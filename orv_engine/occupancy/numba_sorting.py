@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from orv_engine.occupancy.numba_projection import PIXEL_COL, PIXEL_COLUMNS, PIXEL_RADIUS, PIXEL_ROW, SPLAT_COLUMNS
-from orv_engine.occupancy.numba_support import numba, serial_and_parallel
+from orv_engine.occupancy.numba_support import numba_available, serial_and_parallel
 
 TILE_W = 16  # tile width in pixels = lanes of one vectorised row pass
 TILE_H = 16  # tile height in pixels; a tile (the parallel work unit) and its scratch fit in L1/L2
 RADIX_BITS = 11  # digit of the depth radix sort: 3 passes over 32-bit keys
 
 
-if numba is not None:
+if numba_available():  # optional: without numba the torch renderer is used
     from numba import prange
 
     @serial_and_parallel

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor, Sam2Model, Sam2Processor
 
 from orv_engine.occupancy.errors import OccupancyInputError
 
@@ -58,10 +60,6 @@ class GroundedSam2Segmenter:
 
     def __init__(self, grounding_dino_path, sam2_path, device: str = "cpu",
                  box_threshold: float = 0.3, text_threshold: float = 0.25):
-        from transformers import (  # noqa: PLC0415 (optional, heavy)
-            AutoModelForZeroShotObjectDetection, AutoProcessor, Sam2Model, Sam2Processor,
-        )
-
         for field, path in (("grounding_dino_path", grounding_dino_path), ("sam2_path", sam2_path)):
             if not (Path(path) / "config.json").is_file():
                 raise OccupancyInputError(f"{field}: {path} is not a saved model folder")
@@ -74,8 +72,6 @@ class GroundedSam2Segmenter:
         self.text_threshold = text_threshold
 
     def segment(self, frames: np.ndarray, class_names: list[str]) -> np.ndarray:
-        import torch  # noqa: PLC0415
-
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise OccupancyInputError(f"frames: expected (T, H, W, 3), got {frames.shape}")

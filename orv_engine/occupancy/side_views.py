@@ -20,8 +20,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from orv_engine.occupancy.alignment import DepthAlignment, fit_depth_alignment, rescale_cameras
+from orv_engine.occupancy.clip_conditions import view_condition_maps
+from orv_engine.occupancy.condition_images import condition_images
 from orv_engine.occupancy.condition_maps import ConditionMaps, ViewCamera, render_condition_maps
 from orv_engine.occupancy.errors import OccupancyInputError
+from orv_engine.occupancy.from_episode import occupancy_from_episode
 from orv_engine.occupancy.occupancy4d import Occupancy4D
 
 
@@ -80,8 +83,6 @@ def reference_occupancy(episode, reference_camera: str, **kwargs) -> Occupancy4D
     """The episode's 4D occupancy from the reference camera's depth alone (the paper builds it
     from the anchor view), for rendering every view's conditions; kwargs as
     :func:`.from_episode.occupancy_from_episode`."""
-    from orv_engine.occupancy.from_episode import occupancy_from_episode
-
     if episode.depth is None or reference_camera not in episode.depth:
         have = sorted(episode.depth) if episode.depth else []
         raise OccupancyInputError(f"episode {episode.meta.episode_id}: no depth for the reference camera "
@@ -95,9 +96,6 @@ def episode_view_conditions(episode, views: Sequence[str], steps, height: int, w
     """Per-view condition images of ``steps`` of a calibrated episode, in ``views`` order: the
     reference camera's occupancy rendered from every view's camera, as
     ``ORVMultiViewPipeline(conditions=...)`` and ORV-MV training take them."""
-    from orv_engine.occupancy.clip_conditions import view_condition_maps
-    from orv_engine.occupancy.condition_images import condition_images
-
     if occupancy is None:
         occupancy = reference_occupancy(episode, reference_camera or views[0])
     return [condition_images(view_condition_maps(episode, view, steps, height, width, occupancy), kinds)

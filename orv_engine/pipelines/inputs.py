@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from orv_engine.data.clips import chunk_align_actions
-from orv_engine.models.preprocessing import to_vae_range
+from orv_engine.preprocessing import to_vae_range
 
 
 def _to_float01(array: np.ndarray) -> np.ndarray:

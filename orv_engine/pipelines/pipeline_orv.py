@@ -37,6 +37,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import T5EncoderModel, T5Tokenizer
 
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
+from orv_engine.pipelines import long_horizon
 from orv_engine.pipelines.inputs import (
     actions_to_tensor,
     chunk_actions,
@@ -378,6 +379,4 @@ class ORVPipeline(DiffusionPipeline):
 
     def rollout(self, image, actions, conditions: dict | None = None, chunk_frames: int = 16, **kwargs):
         """An episode of any length by chained chunks; see :func:`.long_horizon.rollout`."""
-        from orv_engine.pipelines.long_horizon import rollout
-
-        return rollout(self, image, actions, conditions, chunk_frames=chunk_frames, **kwargs)
+        return long_horizon.rollout(self, image, actions, conditions, chunk_frames=chunk_frames, **kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
+from orv_engine.pipelines import long_horizon
 from orv_engine.pipelines.pipeline_orv import ORVPipeline, ORVPipelineOutput
 
 
@@ -76,6 +77,4 @@ class ORVMultiViewPipeline(ORVPipeline):
     def rollout(self, images, actions, conditions: list[dict] | None = None, chunk_frames: int = 16, **kwargs):
         """An episode of any length, all views together, by chained chunks; see
         :func:`.long_horizon.rollout_views`. Returns (B, V, T, H, W, 3) float in [0, 1]."""
-        from orv_engine.pipelines.long_horizon import rollout_views
-
-        return rollout_views(self, images, actions, conditions, chunk_frames=chunk_frames, **kwargs)
+        return long_horizon.rollout_views(self, images, actions, conditions, chunk_frames=chunk_frames, **kwargs)

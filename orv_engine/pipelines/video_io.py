@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 
 
 def save_mp4(frames, path: str | Path, fps: int = 5) -> Path:
     """frames: (F, H, W, 3) float in [0, 1] or uint8, or a list of PIL images -> ``path``."""
-    import imageio.v2 as imageio
-
     if isinstance(frames, (list, tuple)) and frames and hasattr(frames[0], "convert"):
         array = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     else:

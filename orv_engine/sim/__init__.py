@@ -1,5 +1,6 @@
 """Simulated tabletop episodes with ManiSkill3 (the sim-to-real source, ORV-S2R).
 
-``mani_skill`` is imported lazily (by ``tabletop_env``), so ``orv_engine.sim.assets`` can set
-``MS_ASSET_DIR`` first.
+``mani_skill`` (the ``sim`` extra) loads only in a simulator process: ``tabletop_env`` and
+``recorder`` import it at their top, and only code that runs there imports them
+(``generate.make_env`` and the process ``generate.record_episodes`` spawns).
 """

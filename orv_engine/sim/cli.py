@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from orv_engine.sim.assets import SimAssetError
+from orv_engine.sim.generate import write_sim_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,8 +34,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from orv_engine.sim.generate import write_sim_dataset
-
     try:
         path, stats = write_sim_dataset(
             args.out, robot=args.robot, episodes=args.episodes, camera_size=args.size,

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import multiprocessing
 import queue as queue_module
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from orv_engine.data.episode import Episode
+from orv_engine.data.rlds_writer import write_rlds
 from orv_engine.sim.assets import require_asset
+from orv_engine.sim.rlds_schema import DATASET_NAME, episode_to_rlds, sim_features
 
 ROBOTS = {"panda": "panda", "widowx": "orv_widowx250s"}
 
@@ -42,9 +46,11 @@ def make_env(robot: str = "panda", camera_size: int = 128, num_cameras: int = 1,
     """The tabletop environment on the CPU simulator. Only in a process without TensorFlow."""
     uid = ROBOTS.get(robot, robot)
     require_asset(uid)
-    if "tensorflow" in __import__("sys").modules:
+    if "tensorflow" in sys.modules:
         raise RuntimeError("ManiSkill cannot start a Vulkan device in a process that loaded TensorFlow; "
                            "use orv_engine.sim.generate.record_episodes (it runs the simulator in its own process)")
+    # Lazy: ManiSkill (the optional sim extra; gymnasium comes with it) loads only in the
+    # simulator process, and importing tabletop_env registers the environment.
     import gymnasium as gym
 
     from orv_engine.sim.tabletop_env import ENV_ID, ROBOT_SETUPS
@@ -58,10 +64,8 @@ def make_env(robot: str = "panda", camera_size: int = 128, num_cameras: int = 1,
 
 def _simulator_process(out: multiprocessing.Queue, options: dict) -> None:
     """Child process: record episodes and put ``("episode", episode, success, seconds)``."""
-    import time
-
     try:
-        from orv_engine.sim.recorder import record_episode
+        from orv_engine.sim.recorder import record_episode  # lazy: imports ManiSkill, in this process only
 
         env = make_env(options["robot"], options["camera_size"], options["num_cameras"])
         wanted, successes = options["episodes"], 0
@@ -122,9 +126,6 @@ def write_sim_dataset(out_dir: str | Path, robot: str = "panda", episodes: int =
                       num_cameras: int = 1, val_episodes: int = 0, first_seed: int = 0,
                       max_steps: int = 60) -> tuple[Path, GenerationStats]:
     """Generate ``episodes`` successful episodes (+ ``val_episodes``) into ``out_dir``."""
-    from orv_engine.data.rlds_writer import write_rlds
-    from orv_engine.sim.rlds_schema import DATASET_NAME, episode_to_rlds, sim_features
-
     stats = GenerationStats()
     wanted = episodes + val_episodes
     recorded = [episode_to_rlds(e) for e in record_episodes(

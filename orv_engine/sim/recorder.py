@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from mani_skill.utils.structs.link import Link
 from scipy.spatial.transform import Rotation
 
 from orv_engine.data.episode import Episode, EpisodeMeta
 from orv_engine.sim.scripted_policy import PickPlacePolicy, tcp_pose
+from orv_engine.sim.tabletop_env import CUBES, TOWEL
 
 # Semantic label of each segmentation id, by ManiSkill actor/link name.
 BACKGROUND = "background"
@@ -25,15 +27,11 @@ BACKGROUND = "background"
 
 def semantic_names(env) -> list[str]:
     """The dataset's label list: background, floor, table, robot, then the objects."""
-    from orv_engine.sim.tabletop_env import CUBES, TOWEL
-
     return [BACKGROUND, "floor", "table", "robot", *[c[0] for c in CUBES], TOWEL[0]]
 
 
 def _id_to_label(env, labels: list[str]) -> np.ndarray:
     """Lookup table: ManiSkill segmentation id -> index into ``labels``."""
-    from mani_skill.utils.structs.link import Link
-
     id_map = env.segmentation_id_map
     lut = np.zeros(max(id_map) + 1, dtype=np.uint8)
     for seg_id, obj in id_map.items():

@@ -12,9 +12,11 @@ Octo/OpenVLA re-embed the instruction themselves.
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+from PIL import Image
 
 from orv_engine import import_order
 from orv_engine.data.episode import Episode
@@ -45,10 +47,6 @@ def sim_features(num_cameras: int, image_size: tuple[int, int]):
 
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

@@ -10,6 +10,7 @@ a teleoperator's would be. Works with any robot whose controller takes EEF delta
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 GRIPPER_OPEN, GRIPPER_CLOSED = 1.0, -1.0  # ManiSkill's normalised gripper command
 
@@ -97,7 +98,5 @@ class PickPlacePolicy:
 
 
 def _rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
     w, x, y, z = q_wxyz
     return Rotation.from_quat([x, y, z, w]).inv().apply(v)

@@ -25,6 +25,7 @@ from mani_skill.utils.building import actors
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.scene_builder.table import TableSceneBuilder
 from mani_skill.utils.structs.pose import Pose
+from mani_skill.utils.structs.types import SimConfig
 
 ENV_ID = "ORVTabletop-v1"
 WIDOWX = "orv_widowx250s"
@@ -97,8 +98,6 @@ class ORVTabletopEnv(BaseEnv):
     # -- scene ---------------------------------------------------------------------
     @property
     def _default_sim_config(self):
-        from mani_skill.utils.structs.types import SimConfig
-
         return SimConfig(sim_freq=100, control_freq=5)  # 5 Hz, as BridgeV2
 
     @property

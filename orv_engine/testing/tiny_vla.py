@@ -17,7 +17,9 @@ from typing import Iterable
 
 import torch
 from tokenizers import trainers
-from transformers import GemmaTokenizer, XLMRobertaTokenizer
+from transformers import (CLIPImageProcessor, GemmaTokenizer, Kosmos2Config, Kosmos2ForConditionalGeneration,
+                          Kosmos2Processor, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
+                          SiglipImageProcessor, XLMRobertaTokenizer)
 
 DEFAULT_CORPUS = (
     "put the spoon in the pot", "put carrot on plate", "stack the green block on the yellow block",
@@ -59,9 +61,6 @@ def tiny_gemma_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 
 def build_tiny_kosmos2(out_dir: str | Path, *, image_size: int = 32, seed: int = 0,
                        corpus: Iterable[str] | None = None, num_image_tokens: int = 8) -> Path:
     """A random Kosmos-2 (``Kosmos2ForConditionalGeneration`` + ``Kosmos2Processor``) folder."""
-    from transformers import (CLIPImageProcessor, Kosmos2Config, Kosmos2ForConditionalGeneration,
-                              Kosmos2Processor)
-
     out_dir = Path(out_dir)
     tokenizer = tiny_kosmos2_tokenizer(corpus)
     image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
@@ -84,9 +83,6 @@ def build_tiny_kosmos2(out_dir: str | Path, *, image_size: int = 32, seed: int =
 def build_tiny_paligemma(out_dir: str | Path, *, image_size: int = 32, seed: int = 0,
                          corpus: Iterable[str] | None = None) -> Path:
     """A random PaliGemma (``PaliGemmaForConditionalGeneration`` + ``PaliGemmaProcessor``) folder."""
-    from transformers import (PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
-                              SiglipImageProcessor)
-
     out_dir = Path(out_dir)
     patch = 8
     tokenizer = tiny_gemma_tokenizer(corpus)

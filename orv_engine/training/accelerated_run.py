@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -72,9 +74,6 @@ class AcceleratedRun:
     save_state_kwargs: dict = {}  # extra keyword arguments of accelerate's save_state
 
     def __init__(self, config, log=print, kwargs_handlers=()):
-        from accelerate import Accelerator
-        from accelerate.utils import ProjectConfiguration, set_seed
-
         self.config = config
         self.output_dir = Path(config.output_dir)
         precision = config.train.mixed_precision

@@ -15,16 +15,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
+from orv_engine import config_validation
+from orv_engine.config_validation import ConfigError, config_epilog, describe_config, read_yaml_mapping
+from orv_engine.training.config import Config, check_inputs
+from orv_engine.training.config_mv import MultiViewConfig
+from orv_engine.training.trainer import Trainer
+from orv_engine.training.trainer_mv import MultiViewTrainer
+
 
 def build_parser(prog: str = "orv-train", description: str = "Train ORV (two-stage SFT of CogVideoX-2B).",
                  pre_encode: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_epilog(Config, describe_config(MultiViewConfig,
+                                                                                  names=["multiview"])))
     parser.add_argument("config", help="YAML training config (see configs/)")
     parser.add_argument("--resume", default=None,
                         help="'latest' (the newest checkpoint under output_dir, or a fresh start if none) "
                              "or a checkpoint folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, dotted key, YAML value (repeatable)")
+                        help="override a config value, dotted key, YAML value (repeatable; keys below)")
     parser.add_argument("--check", action="store_true", help="check the config, print it and exit")
     if pre_encode:
         parser.add_argument("--pre-encode", action="store_true", help="only pre-encode data.latents_dir, then exit")
@@ -33,8 +45,6 @@ def build_parser(prog: str = "orv-train", description: str = "Train ORV (two-sta
 
 def _load_checked(prog: str, load, args):
     """The config, or None after printing the error (exit status 2)."""
-    from orv_engine.config_validation import ConfigError
-
     try:
         return load(args.config, args.overrides)
     except ConfigError as e:
@@ -43,8 +53,6 @@ def _load_checked(prog: str, load, args):
 
 
 def _print_config(config) -> int:
-    import yaml
-
     print(yaml.safe_dump(config.to_dict(), sort_keys=False))
     return 0
 
@@ -58,20 +66,13 @@ def _train(trainer, resume) -> int:
 def load_run_config(path, overrides=(), check_paths: bool = True):
     """A training config, single- or multi-view: a YAML with a ``multiview`` section is an ORV-MV
     run (:class:`~orv_engine.training.config_mv.MultiViewConfig`), any other an ORV run."""
-    from orv_engine.config_validation import read_yaml_mapping
-    from orv_engine.training.config import config_from_dict
-    from orv_engine.training.config_mv import multiview_config_from_dict
-
     values = read_yaml_mapping(path)
-    build = multiview_config_from_dict if "multiview" in values else config_from_dict
-    return build(values, overrides, check_paths=check_paths)
+    return config_validation.config_from_dict(MultiViewConfig if "multiview" in values else Config, values,
+                                              overrides, check_inputs if check_paths else None)
 
 
 def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) -> int:
     args = build_parser(prog).parse_args(argv)
-    from orv_engine.config_validation import ConfigError, read_yaml_mapping
-    from orv_engine.training.config_mv import MultiViewConfig
-
     try:
         if require_multiview and "multiview" not in read_yaml_mapping(args.config):
             raise ConfigError(f"{args.config} has no multiview section (an ORV-MV config does)")
@@ -88,10 +89,6 @@ def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) ->
         what = "ORV-MV encodes its clips online" if multiview else "data.latents_dir: required for --pre-encode"
         print(f"{prog}: config error: {what}", file=sys.stderr)
         return 2
-
-    import orv_engine  # noqa: F401  (torch/triton before TensorFlow)
-    from orv_engine.training.trainer import Trainer
-    from orv_engine.training.trainer_mv import MultiViewTrainer
 
     trainer = (MultiViewTrainer if multiview else Trainer)(config)
     if args.pre_encode:

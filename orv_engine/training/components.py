@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
+from transformers import T5EncoderModel, T5Tokenizer
 
 from orv_engine.models import ORVTransformer3DModel
 
@@ -37,9 +39,6 @@ def load_components(pretrained_path: str | Path, transformer_path: str | Path | 
                     condition_kinds: list[str], transformer_loader=load_transformer) -> Components:
     """The pipeline parts under ``pretrained_path``; the transformer from ``transformer_path`` (default:
     its ``transformer/``) through ``transformer_loader(path, condition_kinds)``."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
-    from transformers import T5EncoderModel, T5Tokenizer
-
     root = Path(pretrained_path).expanduser()
     transformer = transformer_loader(transformer_path or root / "transformer", condition_kinds)
     return Components(

@@ -20,7 +20,8 @@ import torch
 
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import PRESETS, Clip, ClipConfig
-from orv_engine.models.preprocessing import ORVPreprocessing, to_vae_range
+from orv_engine.preprocessing import ORVPreprocessing, to_vae_range
+from orv_engine.occupancy import clip_condition_maps, occupancy_from_episode
 from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images
 
 def clip_config_of(data_config) -> ClipConfig:
@@ -57,8 +58,6 @@ def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encodi
     if source == "episode":
         maps = episode_condition_maps(episode, clip)
     else:
-        from orv_engine.occupancy import clip_condition_maps, occupancy_from_episode
-
         key = episode.meta.episode_id
         if cache.get("key") != key:
             cache.clear()

@@ -13,9 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+from torch.utils.data import DataLoader
 
-from orv_engine.data.clip_dataset import ClipDataset
+from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import Clip, cut_clips
+from orv_engine.data.schemas import schema_for
+from orv_engine.occupancy.side_views import reference_occupancy
+from orv_engine.training.data import clip_conditions, clip_config_of, conditions_to_tensor
 from orv_engine.training.multiview_sampling import ViewSampling, sample_views
 from orv_engine.training.stream import PositionedStream
 
@@ -48,8 +52,6 @@ class MultiViewClipDataset(ClipDataset):
         super().__init__(*args, **kwargs)
 
     def _episode_clips(self, episode) -> list[MultiViewSample]:
-        from orv_engine.training.data import clip_conditions
-
         available = [c for c in (self.cameras or episode.cameras) if c in episode.frames]
         per_view = {
             view: {clip.start: clip for clip in cut_clips(episode, replace(self.clip_config, camera=view),
@@ -59,8 +61,6 @@ class MultiViewClipDataset(ClipDataset):
         starts = sorted(set.intersection(*(set(clips) for clips in per_view.values()))) if per_view else []
         samples, cache = [], {}
         if self.condition_kinds and self.conditions_source == "occupancy" and starts:
-            from orv_engine.occupancy.side_views import reference_occupancy
-
             reference = self.reference_camera or (self.cameras[0] if self.cameras else episode.cameras[0])
             if reference not in episode.frames:
                 self.report.add(f"reference camera {reference!r} absent", f"episode {episode.meta.episode_id}")
@@ -81,9 +81,6 @@ class MultiViewClipDataset(ClipDataset):
         return samples
 
     def _out(self, sample: MultiViewSample):
-        from orv_engine.data.clip_dataset import clip_to_sample
-        from orv_engine.training.data import conditions_to_tensor
-
         if self.as_clips:
             return sample
         per_view = [clip_to_sample(clip) for clip in sample.clips]
@@ -102,13 +99,9 @@ class MultiViewClipDataset(ClipDataset):
 
 
 def make_multiview_dataset(config, split: str, shuffle: bool) -> MultiViewClipDataset:
-    from orv_engine.training.data import clip_config_of
-
     data, mv = config.data, config.multiview
     cameras = mv.cameras
     if cameras is None:
-        from orv_engine.data.schemas import schema_for
-
         cameras = list(schema_for(data.dataset or data.preset).cameras)
     return MultiViewClipDataset(
         data.path, clip_config_of(data), dataset=data.dataset, split=split, cameras=cameras, shuffle=shuffle,
@@ -125,8 +118,6 @@ class MultiViewStream(PositionedStream):
     kind = "multi-view clips"
 
     def __init__(self, config, rank: int = 0, world_size: int = 1):
-        from torch.utils.data import DataLoader
-
         self.config = config
         self.epoch, self.position = 0, 0
         self.dataset = make_multiview_dataset(config, config.data.split, shuffle=True)

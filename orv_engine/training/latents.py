@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from orv_engine.training.data import clip_config_of, make_dataset
 from orv_engine.training.losses import noisy_first_frames
 
 
@@ -119,8 +121,6 @@ def batch_to_latents(vae, batch: dict, kinds, generator: torch.Generator, loss_c
 
 def fingerprint(config) -> dict:
     """What the stored latents depend on; a different value means they are stale."""
-    from orv_engine.training.data import clip_config_of
-
     return {
         "data_path": str(Path(config.data.path).expanduser().resolve()) if config.data.path else "",
         "split": config.data.split,
@@ -167,10 +167,6 @@ def pre_encode(config, vae, rank: int = 0, world_size: int = 1, log=print) -> in
     Returns the number of clips written by this rank. The index is written by
     :func:`write_index` once every rank is done.
     """
-    from torch.utils.data import DataLoader
-
-    from orv_engine.training.data import make_dataset
-
     root = Path(config.data.latents_dir).expanduser()
     (root / "train").mkdir(parents=True, exist_ok=True)
     kinds = config.model.condition_kinds
@@ -239,8 +235,6 @@ def write_index(config) -> None:
 
 def held_out_clips(config) -> list[dict]:
     """The first ``validation.num_clips`` clips of ``data.val_split`` as dicts of arrays."""
-    from orv_engine.training.data import make_dataset
-
     if config.validation.every == 0:
         return []
     stored = Path(config.data.latents_dir).expanduser() / "val" if config.data.latents_dir else None

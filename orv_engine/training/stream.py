@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
+from orv_engine.training.data import make_dataset
+from orv_engine.training.latents import EpochSampler, LatentDataset, store_is_complete
+
 
 class PositionedStream:
     """Endless batches from ``self.loader`` that count ``(epoch, batches into it)``.
@@ -67,8 +70,6 @@ class PositionedStream:
 
 class BatchStream(PositionedStream):
     def __init__(self, config, rank: int = 0, world_size: int = 1):
-        from orv_engine.training.latents import EpochSampler, LatentDataset, store_is_complete
-
         self.config = config
         self.epoch, self.position = 0, 0
         data = config.data
@@ -82,8 +83,6 @@ class BatchStream(PositionedStream):
             self.loader = DataLoader(self.dataset, sampler=self.sampler, **loader_kwargs)
             self.kind = "latents"
         else:
-            from orv_engine.training.data import make_dataset
-
             self.dataset = make_dataset(config, data.split, shuffle=True)
             self.dataset.rank, self.dataset.world_size = rank, world_size
             self.sampler = None

@@ -25,9 +25,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from diffusers import CogVideoXDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 
+from orv_engine.pipelines import ORVPipeline
+from orv_engine.training import latents
 from orv_engine.training.accelerated_run import AcceleratedRun, peak_memory_mb
+from orv_engine.training.components import load_components
+from orv_engine.training.data import resolve_preprocessing
 from orv_engine.training.losses import LossInputs, diffusion_loss
+from orv_engine.training.stream import BatchStream
+from orv_engine.training.validation import run_validation
+
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     state = np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, dtype=np.uint32)
@@ -40,10 +51,9 @@ class Trainer(AcceleratedRun):
     # ------------------------------------------------------------ set-up
 
     program = "orv-train"  # named in resume messages
+    pipeline_class = ORVPipeline  # what save_final writes
 
     def _load_components(self):
-        from orv_engine.training.components import load_components
-
         cfg = self.config
         return load_components(cfg.model.pretrained_path, cfg.model.transformer_path, cfg.model.condition_kinds)
 
@@ -60,8 +70,6 @@ class Trainer(AcceleratedRun):
         return name.startswith(("action_encoder.", "condition_fusion.", "patch_embed.proj."))
 
     def _setup_models(self):
-        from orv_engine.training.data import resolve_preprocessing
-
         acc = self.accelerator
         c = self._load_components()
         # The data conventions the starting checkpoint records (or the config's), recorded in
@@ -82,8 +90,6 @@ class Trainer(AcceleratedRun):
         self.components = c
         self.ema = None
         if cfg.train.ema.enabled:
-            from diffusers.training_utils import EMAModel
-
             self.ema = EMAModel(
                 [p for p in transformer.parameters()], decay=cfg.train.ema.decay,
                 update_after_step=cfg.train.ema.update_after_step, use_ema_warmup=cfg.train.ema.use_ema_warmup,
@@ -93,8 +99,6 @@ class Trainer(AcceleratedRun):
         params = [p for p in transformer.parameters() if p.requires_grad]
         o = cfg.optim
         optimizer = torch.optim.AdamW(params, lr=o.learning_rate, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
-        from diffusers.optimization import get_scheduler
-
         n = acc.num_processes  # the prepared scheduler steps once per process per optimizer step
         scheduler = get_scheduler(o.lr_scheduler, optimizer, num_warmup_steps=o.lr_warmup_steps * n,
                                   num_training_steps=cfg.train.max_steps * n, num_cycles=o.lr_num_cycles)
@@ -108,9 +112,6 @@ class Trainer(AcceleratedRun):
         self.num_trainable = sum(p.numel() for p in params)
 
     def _setup_data(self):
-        from orv_engine.training import latents
-        from orv_engine.training.stream import BatchStream
-
         cfg, acc = self.config, self.accelerator
         if cfg.data.latents_dir and not latents.store_is_complete(cfg.data.latents_dir):
             self.log(f"pre-encoding VAE latents into {cfg.data.latents_dir}")
@@ -162,7 +163,7 @@ class Trainer(AcceleratedRun):
     def _micro_batch_loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         """The loss of one micro-batch and what to record about it (collected per step in the summary)."""
         cfg, acc = self.config, self.accelerator
-        video, image, actions, conditions = _batch_latents(
+        video, image, actions, conditions = latents.batch_to_latents(
             self.components.vae, batch, cfg.model.condition_kinds, generator, cfg.loss, acc.device, self.weight_dtype,
             sample_conditions=cfg.data.condition_encoding == "orv-official")
         with acc.autocast():
@@ -177,8 +178,6 @@ class Trainer(AcceleratedRun):
         return {}
 
     def validate(self, step: int) -> dict:
-        from orv_engine.training.validation import run_validation
-
         acc = self.accelerator
         metrics = {}
         if acc.is_main_process and self.val_clips:
@@ -203,7 +202,7 @@ class Trainer(AcceleratedRun):
         self.setup()
         self._text_cache: dict[str, torch.Tensor] = {}
         if acc.is_main_process:
-            (self.output_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         start = self.resume_or_start(resume, self.program)
         self.log(f"training {self.num_trainable / 1e6:.2f}M parameters on {acc.num_processes} process(es), "
                  f"{acc.device}, {acc.mixed_precision}; data: {self.stream.kind}")
@@ -269,38 +268,19 @@ class Trainer(AcceleratedRun):
         summary["peak_memory_mb"] = peak_memory_mb(acc.device)
         return summary
 
-    def _pipeline_class(self):
-        from orv_engine.pipelines import ORVPipeline
-
-        return ORVPipeline
-
     def save_final(self) -> Path:
         """``<output_dir>/final``: a complete ORV pipeline folder (EMA weights if EMA is on)."""
-        from diffusers import CogVideoXDPMScheduler
-
         model = self.unwrapped
         if self.ema is not None:
             self.ema.store(model.parameters())
             self.ema.copy_to(model.parameters())
         c = self.components
         scheduler = CogVideoXDPMScheduler.from_config(c.scheduler.config)
-        pipe = self._pipeline_class()(tokenizer=c.tokenizer, text_encoder=c.text_encoder, vae=c.vae,
-                                      transformer=model, scheduler=scheduler)
+        pipe = self.pipeline_class(tokenizer=c.tokenizer, text_encoder=c.text_encoder, vae=c.vae,
+                                   transformer=model, scheduler=scheduler)
         path = self.output_dir / "final"
         pipe.save_pretrained(path)
         if self.ema is not None:
             self.ema.restore(model.parameters())
         self.log(f"saved the pipeline to {path}")
         return path
-
-
-def _batch_latents(vae, batch, kinds, generator, loss_config, device, dtype, sample_conditions: bool = False):
-    from orv_engine.training.latents import batch_to_latents
-
-    return batch_to_latents(vae, batch, kinds, generator, loss_config, device, dtype, sample_conditions)
-
-
-def _yaml(values: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(values, sort_keys=False)

@@ -18,12 +18,17 @@ the single-view trainer's.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
+from orv_engine.pipelines.pipeline_orv_mv import ORVMultiViewPipeline
+from orv_engine.training.components import load_components
 from orv_engine.training.data_mv import MultiViewStream
+from orv_engine.training.latents import encode_conditions, encode_first_frames, encode_posterior, sample_latents
 from orv_engine.training.losses import LossInputs, diffusion_loss
 from orv_engine.training.trainer import Trainer
 
@@ -47,8 +52,6 @@ def multiview_diffusion_loss(transformer, scheduler, inputs: LossInputs, generat
 def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, device, dtype,
                             sample_conditions: bool = False) -> MultiViewLossInputs:
     """A stream batch (B=1 sample of V views, pixels) -> latents for the loss (no prompt yet)."""
-    from orv_engine.training.latents import encode_conditions, encode_first_frames, encode_posterior, sample_latents
-
     video = batch["video"]  # (B, V, T, 3, H, W)
     b, v = video.shape[:2]
     flat = video.flatten(0, 1).to(device)
@@ -74,8 +77,6 @@ def multiview_batch_latents(vae, batch: dict, kinds, generator, loss_config, dev
 def load_multiview_transformer(path, condition_kinds, num_views: int):
     """ORV-MV from any folder ORV's loader knows: an ORV-MV folder as saved, a single-view
     ORV / CogVideoX / official ORV folder with view modules copied from its blocks."""
-    from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
-
     return ORVMultiViewTransformer3DModel.from_pretrained(Path(path).expanduser(), condition_kinds=list(condition_kinds),
                                                          num_views=num_views)
 
@@ -87,12 +88,9 @@ class MultiViewTrainer(Trainer):
     (``multiview.trainable``), the data, the loss of a micro-batch and the saved pipeline."""
 
     program = "orv-mv-train"
+    pipeline_class = ORVMultiViewPipeline
 
     def _load_components(self):
-        from functools import partial
-
-        from orv_engine.training.components import load_components
-
         cfg = self.config
         return load_components(cfg.model.pretrained_path, cfg.model.transformer_path, cfg.model.condition_kinds,
                                transformer_loader=partial(load_multiview_transformer,
@@ -119,8 +117,3 @@ class MultiViewTrainer(Trainer):
 
     def _log_fields(self, details: list[dict]) -> dict:
         return {"num_views": float(np.mean([len(d["views"].split("+")) for d in details]))}
-
-    def _pipeline_class(self):
-        from orv_engine.pipelines.pipeline_orv_mv import ORVMultiViewPipeline
-
-        return ORVMultiViewPipeline

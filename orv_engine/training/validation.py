@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import CogVideoXDPMScheduler
+
+from orv_engine.evaluation.psnr_ssim import finite_mean, psnr_frames, ssim_frames
+from orv_engine.pipelines import ORVPipeline, save_mp4
 
 
 def _per_frame_actions(chunk_aligned: np.ndarray, action_chunk: int) -> np.ndarray:
@@ -24,11 +28,6 @@ def _per_frame_actions(chunk_aligned: np.ndarray, action_chunk: int) -> np.ndarr
 
 @torch.no_grad()
 def run_validation(components, transformer, clips: list[dict], config, step: int, device) -> dict:
-    from diffusers import CogVideoXDPMScheduler
-
-    from orv_engine.evaluation.psnr_ssim import finite_mean, psnr_frames, ssim_frames
-    from orv_engine.pipelines import ORVPipeline, save_mp4
-
     if not clips:
         return {}
     was_training = transformer.training

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import AutoProcessor
+
+from orv_engine.models.checkpoint_files import CheckpointError
 from vla_finetune.policy_data.normalization import ActionNormalizer, StatisticsError, read_statistics
 
 STATISTICS_FILE = "dataset_statistics.json"
-
-
-class CheckpointError(FileNotFoundError):
-    """A backbone or policy folder that cannot be loaded."""
 
 
 def check_model_folder(path, what: str) -> Path:
@@ -32,8 +31,6 @@ def check_model_folder(path, what: str) -> Path:
 
 
 def load_processor(path):
-    from transformers import AutoProcessor
-
     try:
         return AutoProcessor.from_pretrained(str(path))
     except (OSError, ValueError) as err:

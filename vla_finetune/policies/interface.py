@@ -24,6 +24,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from vla_finetune.policies.robovlm import RoboVLMPolicy
+from vla_finetune.policies.spatialvla import SpatialVLAPolicy
+
 
 @runtime_checkable
 class VLAPolicy(Protocol):
@@ -120,13 +123,10 @@ def load_policy(path: str | Path, *, execution: str = "chunk", execute_steps: in
     if not config.is_file():
         raise FileNotFoundError(f"{path}: not a saved policy folder (no config.json)")
     model_type = json.loads(config.read_text()).get("model_type")
-    if model_type == "robovlm":
-        from vla_finetune.policies.robovlm import RoboVLMPolicy as cls
-    elif model_type == "spatialvla_orv":
-        from vla_finetune.policies.spatialvla import SpatialVLAPolicy as cls
-    else:
+    classes = {"robovlm": RoboVLMPolicy, "spatialvla_orv": SpatialVLAPolicy}
+    if model_type not in classes:
         raise ValueError(f"{config}: model_type {model_type!r} is neither 'robovlm' nor 'spatialvla_orv'")
-    model = cls.from_pretrained(path).to(device).eval()
+    model = classes[model_type].from_pretrained(path).to(device).eval()
     if execution == "chunk":
         return ActionChunkExecutor(model, execute_steps)
     if execution == "ensemble":

@@ -26,13 +26,16 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import IterableDataset
 
 from orv_engine.data.clip_dataset import reader_slot
 from orv_engine.data.errors import DatasetError, SkipReport
 from orv_engine.data.rlds_reader import RLDSReader
+from vla_finetune.bridge_transforms import bridge_transform
 from vla_finetune.policy_data.normalization import ActionNormalizer
 from vla_finetune.policy_data.windows import StandardEpisode, standardize, window_at
+from vla_finetune.rlds_source import RLDSSource
 
 
 @dataclass
@@ -45,8 +48,6 @@ class SourceSpec:
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     if frames.shape[1:3] == (size, size):
         return frames
-    from PIL import Image
-
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
 
 
@@ -171,9 +172,6 @@ class PolicyWindowDataset(IterableDataset):
 
 def all_actions(sources: Sequence[SourceSpec], transform: str = "openvla") -> np.ndarray:
     """Every standardized action of the mixture, ``(N, 7)`` (to fit SpatialVLA's bins)."""
-    from vla_finetune.bridge_transforms import bridge_transform
-    from vla_finetune.rlds_source import RLDSSource
-
     out = []
     for s in sources:
         for states, actions in RLDSSource(Path(s.path)).trajectories([s.split]):

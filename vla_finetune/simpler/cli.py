@@ -13,10 +13,11 @@ import argparse
 import json
 import sys
 
+from vla_finetune.simpler.evaluate import evaluate
+from vla_finetune.simpler.tasks import BRIDGE_SUITE, CI_SUITE, TASKS
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from vla_finetune.simpler.tasks import TASKS  # noqa: PLC0415
-
     p = argparse.ArgumentParser(prog="orv-simpler", description=__doc__.split("\n\n")[0],
                                 epilog="tasks: " + ", ".join(TASKS), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", required=True, help="a saved policy folder (orv-vla-train output), 'scripted' (privileged harness check) "
@@ -38,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    import vla_finetune  # noqa: F401,PLC0415  (import order)
-    from vla_finetune.simpler.evaluate import evaluate  # noqa: PLC0415
-    from vla_finetune.simpler.tasks import BRIDGE_SUITE, CI_SUITE  # noqa: PLC0415
-
     tasks = args.tasks or (BRIDGE_SUITE if args.suite == "bridge" else CI_SUITE)
     options = {"num_envs": args.num_envs, "sim_backend": args.sim_backend}
     if args.policy != "scripted" and ":" not in args.policy:

@@ -4,31 +4,35 @@ ManiSkill needs a Vulkan device, and Mesa's lavapipe and TensorFlow both bring t
 LLVM: in one process they crash. So episodes run in a spawned child that never imports
 TensorFlow (the policy is loaded there too: ``vla_finetune.policies`` does not import it).
 Each episode is its own try: a policy that returns NaN or a wrong shape, or an episode that
-raises, is recorded with its error and the next episode starts.
+raises, is recorded with its error and the next episode starts. ManiSkill (with gymnasium,
+the ``sim`` extra) is imported in that child only, in :func:`task_process`: the parent
+imports this module too.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import traceback
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
+import torch
+
+from vla_finetune.policies.interface import load_policy
+from vla_finetune.simpler.adapter import BadActionError, ControllerAdapter
+from vla_finetune.simpler.scripted import BridgeScriptedPolicy
+from vla_finetune.simpler.tasks import get_task
 
 
 def make_policy(spec: str, env, options: dict):
     if spec == "scripted":
-        from vla_finetune.simpler.scripted import BridgeScriptedPolicy  # noqa: PLC0415
-
         return BridgeScriptedPolicy(env)
     if ":" in spec and not Path(spec).exists():  # "package.module:ClassName", any VLAPolicy implementation
-        import importlib  # noqa: PLC0415
-
         module, _, name = spec.partition(":")
         return getattr(importlib.import_module(module), name)(**options.get("policy_kwargs", {}))
-    from vla_finetune.policies.interface import load_policy  # noqa: PLC0415
-
     return load_policy(spec, **options.get("policy_kwargs", {}))
 
 
@@ -60,8 +64,6 @@ def _flags(info: dict, key: str, num_envs: int) -> np.ndarray:
 
 
 def _save_video(frames, path: Path, fps: int = 5) -> str:
-    import imageio.v2 as imageio  # noqa: PLC0415
-
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimwrite(path, np.stack(frames), fps=fps, macro_block_size=1)
     return str(path)
@@ -76,20 +78,15 @@ def task_process(out, options: dict) -> None:
     try:
         if options.get("asset_dir"):
             os.environ["MS_ASSET_DIR"] = options["asset_dir"]
+        # here, in the simulator process only (see the module docstring); a missing one is a set-up error
         import gymnasium as gym  # noqa: PLC0415
         import mani_skill.envs  # noqa: F401,PLC0415
-        import torch  # noqa: PLC0415
-
-        import orv_engine.sim.tabletop_env  # noqa: F401,PLC0415  (registers ORVTabletop-v1)
-        from vla_finetune.simpler.adapter import BadActionError, ControllerAdapter  # noqa: PLC0415
-        from vla_finetune.simpler.tasks import get_task  # noqa: PLC0415
+        from orv_engine.sim import tabletop_env  # noqa: PLC0415  (imports ManiSkill; registers ORVTabletop-v1)
 
         task = get_task(options["task"])
         kwargs = dict(task.env_kwargs)
-        if task.env_id == "ORVTabletop-v1":
-            from orv_engine.sim.tabletop_env import ROBOT_SETUPS  # noqa: PLC0415
-
-            kwargs.setdefault("control_mode", ROBOT_SETUPS[kwargs["robot_uids"]].controller)
+        if task.env_id == tabletop_env.ENV_ID:
+            kwargs.setdefault("control_mode", tabletop_env.ROBOT_SETUPS[kwargs["robot_uids"]].controller)
         env = gym.make(task.env_id, obs_mode="rgb", num_envs=options.get("num_envs", 1),
                        sim_backend=options.get("sim_backend", "physx_cpu"), **kwargs)
         adapter = ControllerAdapter.from_env(env)

@@ -19,6 +19,12 @@ import multiprocessing
 import queue as queue_module
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
+from orv_engine.sim.assets import SimAssetError, require_asset
+from vla_finetune.simpler.episodes import task_process
+from vla_finetune.simpler.tasks import UnknownTaskError, get_task
+
 
 def _task_error_records(name: str, episodes: int, error: str) -> list[dict]:
     return [{"task": name, "episode": i, "seed": None, "success": False, "grasped": False, "steps": 0,
@@ -27,9 +33,6 @@ def _task_error_records(name: str, episodes: int, error: str) -> list[dict]:
 
 def run_task(name: str, policy: str, out_dir: Path, episodes: int | None = None, max_steps: int | None = None,
              asset_dir: str | None = None, timeout: float = 1800, **options) -> list[dict]:
-    from orv_engine.sim.assets import SimAssetError, require_asset  # noqa: PLC0415
-    from vla_finetune.simpler.tasks import UnknownTaskError, get_task  # noqa: PLC0415
-
     try:
         task = get_task(name)
     except UnknownTaskError as err:
@@ -40,8 +43,6 @@ def run_task(name: str, policy: str, out_dir: Path, episodes: int | None = None,
             require_asset(uid, asset_dir)
     except SimAssetError as err:
         return _task_error_records(task.name, episodes, f"missing asset: {err}")
-    from vla_finetune.simpler.episodes import task_process  # noqa: PLC0415
-
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     opts = {"task": task.name, "policy": policy, "episodes": episodes, "max_steps": max_steps,
@@ -92,14 +93,10 @@ def summarize(records: list[dict]) -> dict:
 
 
 def bar_chart(summary: dict, path: Path) -> Path:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     names = list(summary["tasks"])
     x = range(len(names))
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3))
+    fig = Figure(figsize=(1.6 * len(names) + 2, 3))  # no pyplot: no GUI backend, nothing to close
+    ax = fig.subplots()
     ax.bar([i - 0.2 for i in x], [summary["tasks"][n]["grasp_rate"] for n in names], 0.4, label="grasp")
     ax.bar([i + 0.2 for i in x], [summary["tasks"][n]["success_rate"] for n in names], 0.4, label="success")
     ax.set_xticks(list(x), names, rotation=20, ha="right", fontsize=8)
@@ -107,7 +104,6 @@ def bar_chart(summary: dict, path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 

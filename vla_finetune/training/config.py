@@ -1,7 +1,9 @@
 """The VLA finetuning config: nested dataclasses read from YAML, checked before any work.
 
-Same conventions (and parser) as :mod:`orv_engine.training.config`: unknown keys, wrong
-types and missing paths fail at once with the dotted key; ``--set key=value`` overrides.
+Same conventions (and path, :mod:`orv_engine.config_validation`) as
+:mod:`orv_engine.training.config`: unknown keys, wrong types and bad values fail at once with
+the dotted key (each section checks its values in ``__post_init__``), :func:`check_inputs`
+checks the folders and files; ``--set key=value`` overrides.
 
     config = load_config("configs/vla/robovlm_bridge_orv.yaml", overrides=["train.max_steps=10"])
 """
@@ -10,103 +12,126 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from orv_engine.config_validation import ConfigError, apply_overrides, build_dataclass, read_yaml_mapping
+from orv_engine import config_validation
+from orv_engine.config_validation import ConfigError, check_choices, check_range, option
+from orv_engine.training.config import MixedPrecision, Tracker, check_tracker
+from vla_finetune.policies.robovlm.configuration_robovlm import RoboVLMConfig
+from vla_finetune.policies.spatialvla.configuration_spatialvla import SpatialVLAConfig
 
-POLICIES = ("robovlm", "spatialvla")
+Policy = Literal["robovlm", "spatialvla"]
+POLICY_CONFIGS = {"robovlm": RoboVLMConfig, "spatialvla": SpatialVLAConfig}
 
 
 @dataclass
 class PolicyConfig:
-    kind: str = "robovlm"  # robovlm | spatialvla
-    # A backbone folder (Kosmos-2 for robovlm, PaliGemma for spatialvla; e.g. an
-    # OXE-pretrained backbone exported in the transformers layout) or a saved policy folder
-    # of the same kind (continue finetuning).
-    pretrained_path: str = ""
-    # Fields of RoboVLMConfig / SpatialVLAConfig (history_len, chunk_size, lstm_hidden_size,
-    # lora_rank, ...), for a new policy on a backbone folder.
-    options: dict[str, Any] = field(default_factory=dict)
-    lora: bool = True  # spatialvla: LoRA adapters (merged at export); robovlm: ignored (full finetune)
-    gradient_checkpointing: bool = False
+    kind: Policy = option("robovlm", help="robovlm (Kosmos-2 + LSTM head) or spatialvla (PaliGemma + action tokens)")
+    pretrained_path: str = option(
+        "", help="a backbone folder (Kosmos-2 for robovlm, PaliGemma for spatialvla; e.g. an OXE-pretrained "
+                 "backbone exported in the transformers layout) or a saved policy folder of the same kind "
+                 "(continue finetuning)")
+    options: dict[str, Any] = option(factory=dict, help="fields of RoboVLMConfig / SpatialVLAConfig (history_len, "
+                                                        "chunk_size, lstm_hidden_size, lora_rank, ...), for a new "
+                                                        "policy on a backbone folder")
+    lora: bool = option(True, help="spatialvla: LoRA adapters (merged at export); robovlm: ignored (full finetune)")
+    gradient_checkpointing: bool = option(False, help="recompute the backbone's activations in the backward pass")
+
+    def __post_init__(self):
+        check_choices(self)
+        cls = POLICY_CONFIGS[self.kind]
+        known = set(cls.__dataclass_fields__) if hasattr(cls, "__dataclass_fields__") else set(cls.__annotations__)
+        for key in self.options:
+            if key not in known or key in ("backbone_config", "action_token_offset"):
+                raise ConfigError(f"options.{key}: not a {cls.__name__} field")
 
 
 @dataclass
 class DatasetEntry:
-    path: str = ""  # local TFDS folder
-    weight: float = 1.0
+    path: str = option("", help="local TFDS folder")
+    weight: float = option(1.0, help="sampling weight in the mixture")
+
+    def __post_init__(self):
+        check_range(self, "weight")
 
 
 @dataclass
 class DataConfig:
-    # mixture.json written by `orv-export merge` (datasets, weights, statistics), or:
-    mixture: str | None = None
-    datasets: list[DatasetEntry] = field(default_factory=list)  # first = primary (e.g. BridgeV2)
-    statistics: str | None = None  # dataset_statistics_openvla.json of the mixture
-    split: str = "train"
-    transform: str = "openvla"  # Bridge standardization: openvla | octo | none
-    camera: str = "image_0"
-    image_size: int | None = None  # resize frames (None: keep; processors resize anyway)
-    shuffle_buffer: int = 1024
-    num_workers: int = 0
+    mixture: str | None = option(None, help="mixture.json written by `orv-export merge` (datasets, weights, "
+                                            "statistics), or datasets + statistics")
+    datasets: list[DatasetEntry] = option(factory=list, help="first = primary (e.g. BridgeV2)")
+    statistics: str | None = option(None, help="dataset_statistics_openvla.json of the mixture")
+    split: str = option("train", help="the TFDS split trained on")
+    transform: Literal["openvla", "octo", "none"] = option("openvla", help="Bridge standardization: openvla, "
+                                                                           "octo or none")
+    camera: str = option("image_0", help="image key of the camera")
+    image_size: int | None = option(None, help="resize frames (null: keep; processors resize anyway)")
+    shuffle_buffer: int = option(1024, help="steps in the shuffle buffer of the mixture stream")
+    num_workers: int = option(0, help="DataLoader workers per process")
+
+    def __post_init__(self):
+        check_choices(self)
+        check_range(self, "shuffle_buffer")
+        check_range(self, "num_workers", low_open=False)
+        if self.mixture and self.datasets:
+            raise ConfigError("mixture: give data.mixture or data.datasets, not both")
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adam"  # adam | adamw
-    learning_rate: float = 2e-5
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
-    eps: float = 1e-8
-    max_grad_norm: float = 1.0
-    lr_scheduler: str = "constant"  # transformers.get_scheduler names
-    lr_warmup_steps: int = 0
+    optimizer: Literal["adam", "adamw"] = option("adam", help="adam or adamw")
+    learning_rate: float = option(2e-5, help="after warmup")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="Adam betas")
+    weight_decay: float = option(0.0, help="weight decay")
+    eps: float = option(1e-8, help="Adam epsilon")
+    max_grad_norm: float = option(1.0, help="gradient clipping norm")
+    lr_scheduler: str = option("constant", help="transformers.get_scheduler names")
+    lr_warmup_steps: int = option(0, help="warmup steps")
+
+    def __post_init__(self):
+        check_choices(self)
+        check_range(self, "learning_rate")
+        check_range(self, "max_grad_norm", "weight_decay", "lr_warmup_steps", low_open=False)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas: must be two numbers in [0, 1), got {self.betas}")
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 10000
-    batch_size: int = 8  # per device
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU), bf16, fp16, no
-    checkpoint_every: int = 1000
-    checkpoints_total_limit: int | None = 3
-    log_every: int = 10
-    # DDP: set true if some parameter gets no gradient in a step (e.g. a backbone variant
-    # with modules the policy does not use); costs an extra graph traversal.
-    find_unused_parameters: bool = False
+    max_steps: int = option(10000, help="optimizer steps")
+    batch_size: int = option(8, help="per device")
+    gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
+    mixed_precision: MixedPrecision = option("auto", help="auto (bf16 on GPU, no on CPU), bf16, fp16, no")
+    checkpoint_every: int = option(1000, help="optimizer steps between checkpoints")
+    checkpoints_total_limit: int | None = option(3, help="checkpoints kept (the oldest go); null: all")
+    log_every: int = option(10, help="optimizer steps between log lines")
+    find_unused_parameters: bool = option(
+        False, help="DDP: set true if some parameter gets no gradient in a step (e.g. a backbone variant with "
+                    "modules the policy does not use); costs an extra graph traversal")
+
+    def __post_init__(self):
+        check_choices(self)
+        check_range(self, "max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every")
 
 
 @dataclass
 class VLAConfig:
-    output_dir: str = "outputs/vla-train"
-    seed: int = 42
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracker: str = "tensorboard"  # tensorboard | none
+    output_dir: str = option("outputs/vla-train", help="checkpoints, logs, the final policy and config.yaml")
+    seed: int = option(42, help="seed of the run")
+    policy: PolicyConfig = option(factory=PolicyConfig, help="the policy and the folder it starts from")
+    data: DataConfig = option(factory=DataConfig, help="the RLDS mixture")
+    optim: OptimConfig = option(factory=OptimConfig, help="optimizer and learning-rate schedule")
+    train: TrainConfig = option(factory=TrainConfig, help="steps, batches, precision, checkpoints")
+    tracker: Tracker = option("tensorboard", help="tensorboard or none")
+
+    def __post_init__(self):
+        check_choices(self)
+        check_tracker(self.tracker)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-CHOICES = {
-    "policy.kind": POLICIES,
-    "data.transform": ("openvla", "octo", "none"),
-    "optim.optimizer": ("adam", "adamw"),
-    "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
-    "tracker": ("tensorboard", "none"),
-}
-
-
-def _get(config, dotted: str):
-    node = config
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def mixture_datasets(config: VLAConfig) -> tuple[list[DatasetEntry], str | None]:
@@ -123,41 +148,10 @@ def mixture_datasets(config: VLAConfig) -> tuple[list[DatasetEntry], str | None]
     return list(config.data.datasets), config.data.statistics
 
 
-def validate(config: VLAConfig, check_paths: bool = True) -> None:
-    for key, allowed in CHOICES.items():
-        if _get(config, key) not in allowed:
-            raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {_get(config, key)!r}")
-    for key in ("train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.checkpoint_every",
-                "train.log_every", "optim.learning_rate", "data.shuffle_buffer"):
-        if _get(config, key) <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {_get(config, key)}")
-    for key in ("optim.max_grad_norm", "optim.weight_decay", "optim.lr_warmup_steps", "data.num_workers"):
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {_get(config, key)}")
-    if len(config.optim.betas) != 2 or not all(0 <= b < 1 for b in config.optim.betas):
-        raise ConfigError(f"optim.betas: must be two numbers in [0, 1), got {config.optim.betas}")
-    from vla_finetune.policies.robovlm.configuration_robovlm import RoboVLMConfig
-    from vla_finetune.policies.spatialvla.configuration_spatialvla import SpatialVLAConfig
-
-    cls = RoboVLMConfig if config.policy.kind == "robovlm" else SpatialVLAConfig
-    known = set(cls.__dataclass_fields__) if hasattr(cls, "__dataclass_fields__") else set(cls.__annotations__)
-    for key in config.policy.options:
-        if key not in known or key in ("backbone_config", "action_token_offset"):
-            raise ConfigError(f"policy.options.{key}: not a {cls.__name__} field")
-    if config.data.mixture and config.data.datasets:
-        raise ConfigError("data: give data.mixture or data.datasets, not both")
+def check_inputs(config: VLAConfig) -> None:
+    """The data and the folders a run reads are given and exist (the step ``check_paths=False`` skips)."""
     if not config.data.mixture and not config.data.datasets:
         raise ConfigError("data.datasets: required (or data.mixture)")
-    for i, entry in enumerate(config.data.datasets):
-        if entry.weight <= 0:
-            raise ConfigError(f"data.datasets[{i}].weight: must be > 0, got {entry.weight}")
-    if config.tracker == "tensorboard":
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-            raise ConfigError("tracker: 'tensorboard' needs the tensorboard package, or set tracker: none")
-    if not check_paths:
-        return
     what = "a Kosmos-2 folder or saved RoboVLM policy" if config.policy.kind == "robovlm" else \
         "a PaliGemma folder or saved SpatialVLA policy"
     path = config.policy.pretrained_path
@@ -176,13 +170,9 @@ def validate(config: VLAConfig, check_paths: bool = True) -> None:
         raise ConfigError(f"data.statistics: {statistics} does not exist")
 
 
-def config_from_dict(values: dict, overrides=(), check_paths: bool = True) -> VLAConfig:
-    if values is not None and not isinstance(values, dict):
-        raise ConfigError(f"the config must be a mapping of keys, got {type(values).__name__}")
-    config = build_dataclass(VLAConfig, apply_overrides(values, overrides))
-    validate(config, check_paths=check_paths)
-    return config
+def config_from_dict(values: dict | None, overrides=(), check_paths: bool = True) -> VLAConfig:
+    return config_validation.config_from_dict(VLAConfig, values, overrides, check_inputs if check_paths else None)
 
 
 def load_config(path: str | Path, overrides=(), check_paths: bool = True) -> VLAConfig:
-    return config_from_dict(read_yaml_mapping(path), overrides, check_paths=check_paths)
+    return config_validation.load_config(VLAConfig, path, overrides, check_inputs if check_paths else None)

@@ -22,17 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from accelerate.utils import DistributedDataParallelKwargs
+from transformers import get_scheduler
 
 from orv_engine.training.accelerated_run import AcceleratedRun, peak_memory_mb
+from vla_finetune.policies.common import check_model_folder
+from vla_finetune.policies.robovlm import RoboVLMPolicy
+from vla_finetune.policies.spatialvla import SpatialActionTokenizer, SpatialVLAPolicy
+from vla_finetune.policy_data.dataset import PolicyWindowDataset, SourceSpec, all_actions
+from vla_finetune.policy_data.normalization import ActionNormalizer, read_statistics
 from vla_finetune.training.config import VLAConfig, mixture_datasets
+from vla_finetune.training.stream import WindowBatchStream
 
 
 def build_policy(config: VLAConfig, sources, statistics, log=print):
     """The policy to finetune: new on a backbone folder, or a saved policy folder."""
-    from vla_finetune.policies.common import check_model_folder
-    from vla_finetune.policy_data.dataset import all_actions
-    from vla_finetune.policy_data.normalization import ActionNormalizer
-
     p = config.policy
     folder = check_model_folder(p.pretrained_path, f"policy.pretrained_path ({p.kind})")
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
@@ -40,15 +45,11 @@ def build_policy(config: VLAConfig, sources, statistics, log=print):
         log(f"continuing from the saved policy {folder}: its architecture, statistics (and action grid) are kept"
             + ("; policy.options are ignored" if p.options else ""))
     if p.kind == "robovlm":
-        from vla_finetune.policies.robovlm import RoboVLMPolicy
-
         if model_type == "robovlm":
             return RoboVLMPolicy.from_pretrained(str(folder))
         if model_type != "kosmos-2":
             raise ValueError(f"{folder}: model_type {model_type!r}; RoboVLM needs a Kosmos-2 folder or a RoboVLM policy")
         return RoboVLMPolicy.from_backbone(folder, statistics, **p.options)
-    from vla_finetune.policies.spatialvla import SpatialActionTokenizer, SpatialVLAPolicy
-
     if model_type == "spatialvla_orv":
         policy = SpatialVLAPolicy.from_pretrained(str(folder))
     elif model_type == "paligemma":
@@ -68,20 +69,12 @@ class VLATrainer(AcceleratedRun):
     save_state_kwargs = {"safe_serialization": False}
 
     def __init__(self, config: VLAConfig, log=print):
-        from accelerate.utils import DistributedDataParallelKwargs
-
         super().__init__(config, log, kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=config.train.find_unused_parameters)])
 
     # ------------------------------------------------------------ set-up
 
     def setup(self) -> None:
-        from transformers import get_scheduler
-
-        from vla_finetune.policy_data.dataset import PolicyWindowDataset, SourceSpec
-        from vla_finetune.policy_data.normalization import read_statistics
-        from vla_finetune.training.stream import WindowBatchStream
-
         cfg, acc = self.config, self.accelerator
         entries, statistics_path = mixture_datasets(cfg)
         statistics = read_statistics(statistics_path)
@@ -133,8 +126,6 @@ class VLATrainer(AcceleratedRun):
 
     def train(self, resume: str | None = None, stop_after: int | None = None) -> dict:
         """Run to ``train.max_steps`` (or ``stop_after`` more steps); returns a summary."""
-        import yaml
-
         cfg, acc = self.config, self.accelerator
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if not hasattr(self, "policy"):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import LogitsProcessor, LogitsProcessorList, PaliGemmaForConditionalGeneration, PreTrainedModel
 
 from vla_finetune.policies.common import PolicyFilesMixin, check_model_folder, load_processor
@@ -117,14 +118,10 @@ class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
 
     @property
     def is_lora(self) -> bool:
-        from peft import PeftModel
-
         return isinstance(self.backbone, PeftModel)
 
     def apply_lora(self) -> None:
         """Wrap the backbone in LoRA adapters; only adapters and action-token rows train."""
-        from peft import LoraConfig, get_peft_model
-
         c = self.config
         ids = list(range(c.action_token_offset, c.action_token_offset + c.action_vocab_size))
         lora = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,

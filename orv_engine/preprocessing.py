@@ -1,5 +1,8 @@
 """What a checkpoint expects of its inputs, recorded in its config so no user has to know.
 
+Why a top-level module: the data code (and the side venvs that read clips, without
+diffusers) uses its vocabulary; it imports nothing beyond the standard library.
+
 Why in the transformer's config: a world model computes what it was trained to compute
 only on inputs prepared the way its training data was. The official ORV weights take
 end-effector-frame action deltas recomputed from the robot states and scaled by 20,

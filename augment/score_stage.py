@@ -13,28 +13,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from augment.manifest import atomic_write_text
 from augment.rollout import rollout_dir
 from augment.sources import load_source
+from filtering.backends import make_backend
+from filtering.clip_source import ClipInput
+from filtering.records import CheckResult, ClipVerdict
+from filtering.scoring import FilterPipeline
+from filtering.selection import select, select_by_checks, summarize
+from filtering.table import write_verdicts
 
 
 def verdict_path(run_dir, unit_id: str) -> Path:
     return Path(run_dir) / "verdicts" / f"{unit_id}.json"
 
 
-def load_verdict(run_dir, unit_id: str):
-    from filtering.records import CheckResult, ClipVerdict  # noqa: PLC0415
-
+def load_verdict(run_dir, unit_id: str) -> ClipVerdict:
     data = json.loads(verdict_path(run_dir, unit_id).read_text())
     data["checks"] = [CheckResult(**c) for c in data.get("checks", [])]
     return ClipVerdict(**data)
 
 
-def _clip_input(run_dir, unit_id: str, unit: dict):
-    import numpy as np  # noqa: PLC0415
-
-    from filtering.clip_source import ClipInput  # noqa: PLC0415
-
+def _clip_input(run_dir, unit_id: str, unit: dict) -> ClipInput:
     folder = rollout_dir(run_dir, unit_id)
 
     def frames():
@@ -50,15 +52,11 @@ def _clip_input(run_dir, unit_id: str, unit: dict):
 
 def score_units(config, run_dir, unit_ids, units: dict, finished) -> None:
     """Score ``unit_ids``; ``finished(unit_id, seconds)`` is called once its verdict is on disk."""
-    from filtering.scoring import FilterPipeline  # noqa: PLC0415
-
     filter_config = config.filter_config()
     backend = None
     if config.score.checks_only or not config.score.enabled:
         filter_config.caption = filter_config.score = False
     else:
-        from filtering.backends import make_backend  # noqa: PLC0415
-
         backend = make_backend(filter_config)
     pipeline = FilterPipeline(filter_config, backend)
 
@@ -76,9 +74,6 @@ def score_units(config, run_dir, unit_ids, units: dict, finished) -> None:
 
 def select_units(config, run_dir, units: dict) -> dict:
     """Keep/drop over every scored unit; writes ``verdicts.parquet`` and ``kept.txt``."""
-    from filtering.selection import select, select_by_checks, summarize  # noqa: PLC0415
-    from filtering.table import write_verdicts  # noqa: PLC0415
-
     run_dir = Path(run_dir)
     scored = sorted(u for u, rec in units.items() if rec["stage"] == "scored")
     verdicts = [load_verdict(run_dir, u) for u in scored]
