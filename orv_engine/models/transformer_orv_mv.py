@@ -68,6 +68,8 @@ class ORVMultiViewTransformer3DModel(ORVTransformer3DModel):
         if null_action_mask is not None and null_action_mask.shape[0] != b:
             raise ValueError(f"null_action_mask has {null_action_mask.shape[0]} entries for {b} samples")
 
+    # The signature is ORVTransformer3DModel.forward's plus ``view_ids`` (a deliberate override:
+    # callers see every argument); the body only adapts the layout and calls ``forward_views``.
     def forward(
         self,
         hidden_states: torch.Tensor,

@@ -32,6 +32,8 @@ class ORVMultiViewPipeline(ORVPipeline):
         super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
                          scheduler=scheduler)
 
+    # The signature is ORVPipeline.__call__'s with a list of views and ``view_ids`` (a deliberate
+    # override: callers see every argument); both call the one ``ORVPipeline._generate``.
     @torch.no_grad()
     def __call__(
         self,
