@@ -31,7 +31,7 @@ import torch
 from augment.manifest import atomic_write_text
 from augment.sources import SourceEpisode, source_dir
 from orv_engine.data.action_conventions import episode_actions
-from orv_engine.models.transformer_orv import read_transformer_config
+from orv_engine.models.loading import read_transformer_config
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
 from orv_engine.occupancy.condition_images import encoded_condition_images
 from orv_engine.pipelines import ORVPipeline, rollout, save_mp4

@@ -51,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from orv_engine.models import ORVTransformer3DModel
 from orv_engine.models.configs import COGVIDEOX_2B, ORV_2B
-from orv_engine.models.transformer_orv import read_transformer_config
+from orv_engine.models.loading import read_transformer_config
 from orv_engine.models.upstream_orv import convert_config
 
 BATCH = 1

@@ -60,7 +60,7 @@ def reference(folder, inputs, with_conditions: bool = True):
 @pytest.mark.parametrize("kind", ["stage1", "stage2", "1.4b"])
 def test_single_view_upstream_folders_compute_upstreams_function(tmp_path, kind, caplog):
     folder = write_upstream_folder(tmp_path / kind, kind, seed=1, recon_action=(kind == "stage1"))
-    with caplog.at_level(logging.INFO, logger="orv_engine.models.transformer_orv"):
+    with caplog.at_level(logging.INFO, logger="orv_engine.models.loading"):
         model = ORVTransformer3DModel.from_pretrained(folder)
     line = [r.message for r in caplog.records if "converted upstream ORV checkpoint" in r.message]
     assert len(line) == 1 and "action_embed.mlp.0" in line[0]
@@ -150,12 +150,12 @@ def _break(folder: Path, edit) -> None:
 
 
 def test_bad_upstream_folders_raise_checkpoint_errors_naming_what(tmp_path, monkeypatch):
-    import orv_engine.models.transformer_orv as transformer_orv
+    import orv_engine.models.loading as loading
 
     def no_weights(*args, **kwargs):  # errors come from the headers, before any weight is read
         raise AssertionError("weights were read before the checkpoint was checked")
 
-    monkeypatch.setattr(transformer_orv, "load_checkpoint", no_weights)
+    monkeypatch.setattr(loading, "load_checkpoint", no_weights)
 
     def fresh(name):
         return write_upstream_folder(tmp_path / name, "stage2", seed=11)

@@ -18,7 +18,8 @@ Table 8), each the same function as the official code (OrangeSodahub/ORV):
 Input: (B, L, 2C, H, W) = noisy latents and first-frame latents (image-to-video), so the
 patch embedding takes 32 channels where CogVideoX-2B (text-to-video) takes 16.
 
-Loading (:meth:`ORVTransformer3DModel.from_pretrained`, one loader for every path): a
+Loading (:meth:`ORVTransformer3DModel.from_pretrained`, one loader for every path, the
+rules in :mod:`.loading`): a
 folder of this class loads as saved; a stock CogVideoX folder is converted (16 -> 32 input
 channels with zero new channels, fresh zero-initialised ORV modules: the converted model
 computes exactly what CogVideoX computes for zero first-frame latents and null actions);
@@ -30,9 +31,6 @@ every key and shape before any weight is used.
 from __future__ import annotations
 
 import functools
-import json
-import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,34 +42,13 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (see below
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXTransformer3DModel
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
-from orv_engine.models import upstream_orv
 from orv_engine.models.action_adaln import final_adaln, orv_block_forward
 from orv_engine.models.action_encoder import ChunkedActionEncoder
-from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_shapes, check_shapes, load_checkpoint
 from orv_engine.models.condition_fusion import ConditionFusion
+from orv_engine.models.loading import NEW_MODULE_PREFIXES, load_into, load_pretrained, orv_config_from_stock
 from orv_engine.preprocessing import ORVPreprocessing
 from orv_engine.models.view_attention import ViewAttention, view_position_table
 
-logger = logging.getLogger(__name__)
-
-ORV_CONFIG_KEYS = (
-    "action_dim",
-    "action_chunk",
-    "action_embed_dim",
-    "action_hidden_dim",
-    "condition_kinds",
-    "modulate_text_tokens",
-    "num_views",
-    "preprocessing",
-)
-NEW_MODULE_PREFIXES = ("action_encoder.", "condition_fusion.", "view_attention_blocks.")
-VIEW_MODULE_PREFIX = "view_attention_blocks."
-# Hub/offloading options of diffusers' loaders; local safetensors folders need none of them.
-DIFFUSERS_LOADER_KWARGS = (
-    "cache_dir", "device_map", "disable_mmap", "force_download", "local_files_only", "low_cpu_mem_usage",
-    "max_memory", "offload_folder", "offload_state_dict", "output_loading_info", "proxies", "revision",
-    "token", "use_flashpack", "use_safetensors", "quantization_config",
-)
 # CogVideoX's rotary tables are laid out for a 480x720 base video (diffusers' pipelines).
 ROPE_BASE_SIZE = (480, 720)
 VAE_SCALE_FACTOR_SPATIAL = 8
@@ -413,10 +390,10 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
     @classmethod
     def from_cogvideox(cls, stock: CogVideoXTransformer3DModel, **orv_config) -> "ORVTransformer3DModel":
         """Build ORV around an in-memory CogVideoX transformer (weights copied, see module doc)."""
-        config = _orv_config_from_stock(dict(stock.config), orv_config)
+        config = orv_config_from_stock(dict(stock.config), orv_config)
         model = cls.from_config(config)
-        _load_into(model, dict(stock.state_dict()), source=f"{type(stock).__name__} instance",
-                   creatable=NEW_MODULE_PREFIXES)
+        load_into(model, dict(stock.state_dict()), source=f"{type(stock).__name__} instance",
+                  creatable=NEW_MODULE_PREFIXES)
         # nn.Module.to: ModelMixin.to warns about fp32 modules, and ORV has none to keep.
         return model if stock.dtype == model.dtype else torch.nn.Module.to(model, dtype=stock.dtype)
 
@@ -437,145 +414,4 @@ class ORVTransformer3DModel(CogVideoXTransformer3DModel):
         overrides. Missing, unexpected or mis-shaped weights, a truncated file or a folder
         without config raise :class:`CheckpointError` naming them, before any weight is used.
         """
-        folder = Path(pretrained_model_name_or_path)
-        if kwargs.get("subfolder"):
-            folder = folder / kwargs.pop("subfolder")
-        kwargs.pop("subfolder", None)
-        variant = kwargs.pop("variant", None)
-        torch_dtype = kwargs.pop("torch_dtype", kwargs.pop("dtype", None))  # diffusers 0.42 renamed it
-        for name in DIFFUSERS_LOADER_KWARGS:  # what DiffusionPipeline.from_pretrained passes to every model
-            kwargs.pop(name, None)
-        config, source_kind, creatable = read_transformer_config(folder, cls, kwargs)
-        unknown = sorted(set(kwargs) - set(ORV_CONFIG_KEYS) - set(config))
-        if unknown:
-            raise TypeError(f"{cls.__name__}.from_pretrained: unknown keyword arguments {unknown}")
-        config.update(kwargs)
-
-        # 1. Check names and shapes from the file headers, before any weight is read.
-        found = checkpoint_shapes(folder, variant)
-        if source_kind == "upstream":
-            found = upstream_orv.convert_shapes(found)
-        with torch.device("meta"):
-            expected = cls.from_config(config).state_dict()
-        if source_kind == "cogvideox":
-            found = _grown_patch_embedding(found, expected)
-        check_shapes(_required(expected, found, creatable), found, folder)
-
-        # 2. Build, read, convert names, load (strict up to the modules a conversion creates).
-        model = cls.from_config(config)
-        state = load_checkpoint(folder, variant)
-        if source_kind == "upstream":
-            state, used, dropped = upstream_orv.convert_state_dict(state)
-            logger.warning(upstream_orv.summary(folder, used, dropped))  # seen by default: weights were dropped
-        _load_into(model, state, source=str(folder), creatable=creatable)
-        model.eval()
-        if torch_dtype is not None:
-            model = torch.nn.Module.to(model, dtype=torch_dtype)
-        return model
-
-
-def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, str, tuple[str, ...]]:
-    """The ORV config for ``folder``, what the folder holds ("orv", "upstream" or "cogvideox")
-    and the module prefixes the load creates because the folder lacks them.
-
-    ``overrides`` (popped here): ``condition_kinds`` (a stage-1 model gains a fresh fusion for
-    them; a conditioned model must keep its kinds) and ``num_views`` (a single-view model
-    gains view modules in the multi-view class; a multi-view model must keep its number).
-    """
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"{folder} is not a local folder. ORV loads local checkpoints only: download the model "
-            "first (e.g. `huggingface-cli download zai-org/CogVideoX-2b --local-dir CogVideoX-2b`) and "
-            "pass the folder (with subfolder='transformer' for a whole pipeline folder)"
-        )
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        hint = " (pass subfolder='transformer' for a pipeline folder)" if (folder / "transformer").is_dir() else ""
-        raise CheckpointError(f"{folder} has no config.json; is it a diffusers transformer folder?{hint}")
-    try:
-        saved = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{config_file} is not valid JSON ({error})") from error
-    kinds = overrides.pop("condition_kinds", None)
-    kinds = None if kinds is None else list(kinds)
-    num_views = overrides.pop("num_views", None)
-    creatable: tuple[str, ...] = ()
-    if upstream_orv.is_upstream_config(saved):
-        stage1 = not saved.get("visual_guidance")
-        config, kind = upstream_orv.convert_config(saved, folder, None if stage1 else kinds), "upstream"
-        if stage1 and kinds:  # upstream's own stage 1 -> stage 2: a fresh, zero-started fusion
-            config["condition_kinds"] = kinds
-            creatable += ("condition_fusion.",)
-    elif saved.get("_class_name") in ("ORVTransformer3DModel", "ORVMultiViewTransformer3DModel") or any(
-        k in saved for k in ORV_CONFIG_KEYS
-    ):
-        config, kind = {k: v for k, v in saved.items() if not k.startswith("_")}, "orv"
-        saved_kinds = list(config.get("condition_kinds") or [])
-        if kinds is not None and kinds != saved_kinds:
-            if saved_kinds:
-                raise CheckpointError(
-                    f"{folder} was trained with conditions {saved_kinds}; {kinds} were asked for. Changing the "
-                    "kinds of a conditioned model is not supported"
-                )
-            config["condition_kinds"] = kinds  # stage 1 -> stage 2: a fresh, zero-started fusion
-            creatable += ("condition_fusion.",)
-    else:
-        config, kind = _orv_config_from_stock(saved, {} if kinds is None else {"condition_kinds": kinds}), "cogvideox"
-        creatable += NEW_MODULE_PREFIXES
-    multi_view = cls.__name__ == "ORVMultiViewTransformer3DModel"
-    has_views = config.get("num_views") is not None
-    if has_views and not multi_view:
-        raise CheckpointError(
-            f"{folder} holds a multi-view ORV model (ORV-MV); load it with "
-            "orv_engine.models.transformer_orv_mv.ORVMultiViewTransformer3DModel.from_pretrained")
-    if has_views and num_views is not None and num_views != config["num_views"]:
-        raise CheckpointError(f"{folder} is an ORV-MV model with num_views={config['num_views']}; {num_views} asked for")
-    if multi_view and not has_views:
-        config["num_views"] = 3 if num_views is None else num_views
-        creatable += (VIEW_MODULE_PREFIX,)
-    return config, kind, creatable
-
-
-def _grown_patch_embedding(found: dict, expected: dict) -> dict:
-    """A text-to-video checkpoint's patch embedding is grown to the first-frame channels on load."""
-    found, key = dict(found), "patch_embed.proj.weight"
-    if key in found and key in expected and found[key][1] * 2 == tuple(expected[key].shape)[1]:
-        found[key] = tuple(expected[key].shape)
-    return found
-
-
-def _required(expected: dict, found: dict, creatable: tuple[str, ...]) -> dict:
-    """``expected`` less the modules a conversion creates when the checkpoint lacks them."""
-    return {k: v for k, v in expected.items() if k in found or not k.startswith(creatable)} if creatable else expected
-
-
-def _orv_config_from_stock(stock: dict, overrides: dict) -> dict:
-    config = {k: v for k, v in stock.items() if not k.startswith("_")}
-    out_channels = config.get("out_channels") or config.get("in_channels", 16)
-    if config.get("in_channels", 16) == out_channels:  # text-to-video: add the first-frame channels
-        config["in_channels"] = 2 * out_channels
-    config.update(overrides)
-    return config
-
-
-def _load_into(model: ORVTransformer3DModel, state: dict[str, torch.Tensor], source: str,
-               creatable: tuple[str, ...] = ()) -> None:
-    """Copy ``state`` into ``model``: grow a text-to-video patch embedding, check every key;
-    modules the checkpoint lacks (only under ``creatable`` prefixes) keep their zero-start
-    init, view modules are copied from their blocks."""
-    key = "patch_embed.proj.weight"
-    expected = model.state_dict()
-    if key in state and key in expected:
-        old, new_shape = state[key], expected[key].shape
-        if old.ndim == 4 and old.shape[1] < new_shape[1] and old.shape[0] == new_shape[0]:
-            grown = torch.zeros(new_shape, dtype=old.dtype)
-            grown[:, : old.shape[1]] = old
-            state[key] = grown
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    check_shapes(_required(expected, found, creatable), found, source)
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys:  # check_shapes has reported these already; never load silently
-        raise CheckpointError(f"{source}: unexpected weights {result.unexpected_keys}")
-    if model.view_attention_blocks is not None and not any(k.startswith(VIEW_MODULE_PREFIX) for k in state):
-        for view_block, block in zip(model.view_attention_blocks, model.transformer_blocks):
-            view_block.copy_from_block(block)
+        return load_pretrained(cls, pretrained_model_name_or_path, kwargs)

@@ -18,7 +18,8 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (a saved pipeline's library module)
 
 from orv_engine.models.checkpoint_files import CheckpointError
-from orv_engine.models.transformer_orv import VIEW_MODULE_PREFIX, ORVTransformer3DModel, _load_into
+from orv_engine.models.loading import VIEW_MODULE_PREFIX, load_into
+from orv_engine.models.transformer_orv import ORVTransformer3DModel
 
 
 class ORVMultiViewTransformer3DModel(ORVTransformer3DModel):
@@ -39,7 +40,7 @@ class ORVMultiViewTransformer3DModel(ORVTransformer3DModel):
         state = dict(model.state_dict())
         if any(k.startswith(VIEW_MODULE_PREFIX) for k in state):
             raise CheckpointError("single-view weights hold view modules")
-        _load_into(mv, state, source=f"{type(model).__name__} instance", creatable=(VIEW_MODULE_PREFIX,))
+        load_into(mv, state, source=f"{type(model).__name__} instance", creatable=(VIEW_MODULE_PREFIX,))
         mv = torch.nn.Module.to(mv, dtype=model.dtype)
         return mv.train(model.training)
 
