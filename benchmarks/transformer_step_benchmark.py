@@ -17,7 +17,9 @@ overhead (action encoder, fusion) over-represented relative to a 30-layer model.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+from pathlib import Path
 import time
 
 import torch
@@ -112,6 +114,7 @@ def count_flops(config: dict, latent: tuple[int, int, int], batch: int = 1) -> N
     print(f"\n== FLOPs per step (meta device, exact): {config['num_layers']} layers, latent {frames}x{h}x{w}")
     for k, v in flops.items():
         print(f"  {k:28s} {v / 1e12:10.3f} TFLOP   ratio {v / base:.5f}")
+    return {k: {"flops": int(v), "ratio": v / base} for k, v in flops.items()}
 
 
 def _paired_delta(stock_fn, orv_fn, reps: int) -> tuple[float, float, float]:
@@ -206,6 +209,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--skip-2b", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for the 2B-shaped run")
+    parser.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,22 +217,28 @@ def main(argv=None) -> None:
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
 
-    count_flops(transformer_config("2b"), (5, 40, 60))
+    figures = {"device": str(device), "dtype": args.dtype, "flops_2b": count_flops(transformer_config("2b"), (5, 40, 60))}
     # The tiny model is dominated by per-op overhead; one thread keeps thread hand-offs out of it.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    bench("tiny", transformer_config("tiny"), (3, 8, 8), batch=2, steps=200, warmup=10, device=device, dtype=dtype)
+    figures["tiny"] = bench("tiny", transformer_config("tiny"), (3, 8, 8), batch=2, steps=200, warmup=10,
+                            device=device, dtype=dtype)
     torch.set_num_threads(threads)
     if not args.skip_2b:
         extra = overhead_breakdown(transformer_config("2b"), (5, 40, 60))
         cfg = transformer_config("2b", num_layers=args.layers)
         result = bench(f"2B-shaped ({args.layers} of 30 layers), Bridge", cfg, (5, 40, 60), batch=1, steps=args.steps,
               warmup=1, device=device, dtype=dtype)
+        figures["2b_shaped"] = {**result, "layers": args.layers, "orv_extra_ms_op_by_op": extra * 1e3}
         if device.type == "cpu":
             per_layer = result["min"]["cogvideox"] / args.layers  # upper bound: includes embed/unpatchify
             full = per_layer * 30
             print(f"\n== estimate for the 30-layer 2B model on this CPU: stock ~{full:.1f} s/step, "
                   f"ORV extra {extra * 1e3:+.1f} ms -> ratio {(full + extra) / full:.4f}")
+            figures["2b_estimated_ratio"] = (full + extra) / full
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
 
 
 if __name__ == "__main__":
