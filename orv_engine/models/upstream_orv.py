@@ -95,42 +95,37 @@ def _dropped(key: str) -> bool:
     return key.startswith("action_recon.") or fnmatch.fnmatch(key, "mv_blocks.*.cam_encoder.*")
 
 
+NULL_TOKEN_KEY = "action_embed.mask_embed.weight"  # (1, T) upstream, (T,) here
+
+
+def renamed(key: str) -> tuple[str, str | None]:
+    """An upstream key's name here and the upstream module it came from (None: kept as is)."""
+    if key == NULL_TOKEN_KEY:
+        return "action_encoder.null_token", "action_embed.mask_embed"
+    for old_prefix, new_prefix in RENAMES:
+        if key.startswith(old_prefix):
+            return new_prefix + key[len(old_prefix):], old_prefix.rstrip(".")
+    return key, None
+
+
 def convert_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
-    """Upstream weights -> ORV names. Returns (state, renamed upstream prefixes used, dropped keys)."""
-    out, used, dropped = {}, set(), []
+    """Upstream weights -> ORV names. Returns (state, renamed upstream modules, dropped keys)."""
+    out, used = {}, set()
+    dropped = sorted(k for k in state if _dropped(k))
     for key, value in state.items():
         if _dropped(key):
-            dropped.append(key)
             continue
-        new = key
-        if key == "action_embed.mask_embed.weight":
-            new, value = "action_encoder.null_token", value.reshape(-1)
-            used.add("action_embed.mask_embed")
-        for old_prefix, new_prefix in RENAMES:
-            if key.startswith(old_prefix):
-                new = new_prefix + key[len(old_prefix):]
-                used.add(old_prefix.rstrip("."))
-                break
-        out[new] = value
-    return out, sorted(used), sorted(dropped)
+        new, module = renamed(key)
+        if module is not None:
+            used.add(module)
+        out[new] = value.reshape(-1) if key == NULL_TOKEN_KEY else value
+    return out, sorted(used), dropped
 
 
 def convert_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
     """The same renaming on a {key: shape} map (checks before any weight is read)."""
-    out = {}
-    for key, shape in shapes.items():
-        if _dropped(key):
-            continue
-        if key == "action_embed.mask_embed.weight":
-            out["action_encoder.null_token"] = (int(torch.Size(shape).numel()),)
-            continue
-        new = key
-        for old_prefix, new_prefix in RENAMES:
-            if key.startswith(old_prefix):
-                new = new_prefix + key[len(old_prefix):]
-                break
-        out[new] = tuple(shape)
-    return out
+    return {renamed(k)[0]: (int(torch.Size(v).numel()),) if k == NULL_TOKEN_KEY else tuple(v)
+            for k, v in shapes.items() if not _dropped(k)}
 
 
 def summary(source, used: list[str], dropped: list[str]) -> str:
