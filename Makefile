@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SHARED ?= ../shared/data
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup side-venvs demo test bench clean
+.PHONY: setup side-venvs demo test bench reproduce-small clean
 
 setup: $(STAMP) side-venvs
 
@@ -35,6 +35,12 @@ $(STAMP): setup.cfg pyproject.toml scripts/setup_system.sh
 # with the paths of the report and the exported RLDS dataset. Rerunning resumes.
 demo: $(STAMP)
 	$(BIN)/orv-augment demo --out $(DEMO_OUT)/augment --no-progress
+
+# Regenerate the small ORV shipped in orv_engine/pretrained/small_orv from nothing (data, VAE,
+# four ablation variants, held-out evaluation; docs/small_orv.md). Resumable: rerun after a kill.
+# SHIP=1 also copies the result into the package.
+reproduce-small: $(STAMP)
+	MS_ASSET_DIR=$${MS_ASSET_DIR:-$(abspath $(SHARED))/maniskill} $(BIN)/python -m orv_engine.small.reproduce $(if $(SHIP),--ship,)
 
 test: setup
 	$(BIN)/python -m pytest tests

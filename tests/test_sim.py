@@ -150,3 +150,93 @@ def test_occupancy_of_a_simulated_episode_keeps_object_labels(panda_dataset):
     points = backproject(episode.depth[cam][0], episode.intrinsics[cam][0], episode.extrinsics[cam][0])
     cube_pixels = points[episode.segmentation[cam][0].reshape(-1) == cube_label]
     assert np.linalg.norm(np.median(cube, 0) - np.median(cube_pixels, 0)) < 0.01
+
+
+# ------------------------------------------------------------------ appearance randomisation
+
+
+def test_sampled_appearances_are_valid_and_recorded_as_json():
+    from orv_engine.sim.appearance import CUBE_COLORS, TOWEL_COLORS, Appearance, sample_appearance
+
+    draws = [sample_appearance(np.random.default_rng(s)) for s in range(40)]
+    assert sample_appearance(np.random.default_rng(3)) == draws[3]  # a function of the seed
+    for a in draws:
+        assert len(set(a.cube_colors)) == 3 and set(a.cube_colors) <= set(CUBE_COLORS)
+        assert a.towel_color in TOWEL_COLORS and a.towel_color not in a.cube_colors
+        assert a.table_color != a.floor_color
+        assert Appearance.from_json(a.to_json()) == a
+        assert a.cube_name(0) in a.prompt() and a.towel_name in a.prompt()
+    assert len({a.table_color for a in draws}) > 5 and len({a.light_azimuth for a in draws}) == 40
+    assert Appearance.fixed().is_fixed and not draws[0].is_fixed
+
+
+def _mean_colour(frames, mask):
+    return frames[mask].reshape(-1, 3).astype(np.float64).mean(0)
+
+
+def test_randomized_episodes_render_and_record_their_appearance(shared_data, tmp_path, monkeypatch):
+    """Two seeds, two looks: the drawn colours are what the camera sees, the instruction names
+    the drawn colour of the cube to move, and everything survives the RLDS round trip."""
+    pytest.importorskip("mani_skill")
+    monkeypatch.setenv("MS_ASSET_DIR", str(shared_data / "maniskill"))
+    from orv_engine.data.rlds_writer import write_rlds
+    from orv_engine.sim.appearance import CUBE_COLORS, Appearance
+    from orv_engine.sim.generate import record_episodes
+    from orv_engine.sim.rlds_schema import DATASET_NAME, episode_to_rlds, sim_features
+
+    recorded = record_episodes("widowx", episodes=2, camera_size=96, first_seed=7, max_steps=2,
+                               keep_failures=True, appearance="randomized")  # the look is set at reset
+    rows = [episode_to_rlds(e, jpeg_quality=95) for e in recorded]
+    path = write_rlds(tmp_path, DATASET_NAME, sim_features(1, (96, 96)), {"train": rows})
+    episodes = list(RLDSReader(path))
+    looks = [Appearance.from_json(ep.meta.extra["appearance"]) for ep in episodes]
+    assert looks[0] != looks[1]
+    for ep, look in zip(episodes, looks):
+        assert ep.labels == ["background", "floor", "table", "robot", "cube 1", "cube 2", "cube 3", "towel"]
+        source = [i for i in range(3) if look.cube_name(i) in ep.instruction]
+        assert len(source) == 1 and ep.instruction.endswith(f"on the {look.towel_name}")
+        frames, seg = ep.frames["image_0"][0], ep.segmentation["image_0"][0]
+        for slot in range(3):  # each cube's pixels are nearest (in chromaticity) to its drawn colour
+            seen = _mean_colour(frames, seg == ep.labels.index(f"cube {slot + 1}"))
+            drawn = {name: np.asarray(CUBE_COLORS[name]) ** (1 / 2.2) for name in look.cube_colors}  # linear -> sRGB
+            chroma = lambda c: c / (np.linalg.norm(c) + 1e-6)  # noqa: E731
+            nearest = min(drawn, key=lambda n: np.linalg.norm(chroma(seen) - chroma(drawn[n])))
+            assert nearest == look.cube_colors[slot], (slot, seen, look.cube_colors)
+    tables = [_mean_colour(ep.frames["image_0"][0], ep.segmentation["image_0"][0] == 2) for ep in episodes]
+    assert np.abs(tables[0] - tables[1]).max() > 10  # the table looks different
+
+
+def test_killing_the_caller_stops_the_simulator_process(shared_data, tmp_path):
+    """A killed orv-sim must not leave its simulator child running (it used to, at 100% CPU)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("mani_skill")
+    script = (
+        "import multiprocessing, sys, time\n"
+        "from orv_engine.sim.generate import record_episodes\n"
+        "it = record_episodes('widowx', episodes=50, camera_size=64)\n"
+        "next(it)\n"
+        "print(multiprocessing.active_children()[0].pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "MS_ASSET_DIR": str(shared_data / "maniskill")}
+    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    child = int(caller.stdout.readline())
+    os.kill(caller.pid, signal.SIGKILL)
+    caller.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":  # exited, not yet reaped by init
+                return
+        time.sleep(0.5)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the simulator process outlived its killed caller by 60 s")

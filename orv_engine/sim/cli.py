@@ -2,6 +2,7 @@
 
     orv-sim generate --robot widowx --episodes 24 --size 128 --out data/sim
     orv-sim generate --robot panda --episodes 2 --cameras 2 --out /tmp/sim
+    orv-sim generate --appearance randomized --episodes 300 --val-episodes 50 --size 64 --out data/small
 
 The WidowX 250 S asset is not part of ManiSkill's wheel: point ``MS_ASSET_DIR`` at a folder
 that holds it (``python -m mani_skill.utils.download_asset widowx250s``). On a machine
@@ -28,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--cameras", type=int, default=1, choices=[1, 2], help="number of cameras (default 1)")
     gen.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     gen.add_argument("--max-steps", type=int, default=60, help="step limit per episode at 5 Hz (default 60)")
+    gen.add_argument("--appearance", default="fixed", choices=["fixed", "randomized"],
+                     help="fixed: one look; randomized: colours, lights and arm motion drawn per episode "
+                          "(recorded in episode_metadata/appearance)")
+    gen.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the RGB frames (default 85)")
     gen.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/orv_tabletop/1.0.0")
     return parser
 
@@ -38,7 +43,7 @@ def main(argv=None) -> int:
         path, stats = write_sim_dataset(
             args.out, robot=args.robot, episodes=args.episodes, camera_size=args.size,
             num_cameras=args.cameras, val_episodes=args.val_episodes, first_seed=args.seed,
-            max_steps=args.max_steps,
+            max_steps=args.max_steps, appearance=args.appearance, jpeg_quality=args.jpeg_quality,
         )
     except (SimAssetError, RuntimeError, ValueError) as err:
         print(f"orv-sim: error: {err}", file=sys.stderr)

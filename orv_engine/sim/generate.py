@@ -42,7 +42,8 @@ class GenerationStats:
         return self.steps / self.seconds if self.seconds else 0.0
 
 
-def make_env(robot: str = "panda", camera_size: int = 128, num_cameras: int = 1, geometry: bool = True):
+def make_env(robot: str = "panda", camera_size: int = 128, num_cameras: int = 1, geometry: bool = True,
+             appearance: str = "fixed"):
     """The tabletop environment on the CPU simulator. Only in a process without TensorFlow."""
     uid = ROBOTS.get(robot, robot)
     require_asset(uid)
@@ -59,7 +60,22 @@ def make_env(robot: str = "panda", camera_size: int = 128, num_cameras: int = 1,
         raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
     obs_mode = "rgb+depth+segmentation" if geometry else "rgb"
     return gym.make(ENV_ID, robot_uids=uid, obs_mode=obs_mode, control_mode=ROBOT_SETUPS[uid].controller,
-                    sim_backend="physx_cpu", camera_size=camera_size, num_cameras=num_cameras)
+                    sim_backend="physx_cpu", camera_size=camera_size, num_cameras=num_cameras,
+                    appearance=appearance)
+
+
+def _send(out: multiprocessing.Queue, item: tuple) -> bool:
+    """Put ``item`` for the parent; False once the parent is gone (a killed caller must not
+    leave a simulator running, nor one blocked on a full queue)."""
+    parent = multiprocessing.parent_process()
+    while True:
+        if parent is not None and not parent.is_alive():
+            return False
+        try:
+            out.put(item, timeout=5)
+            return True
+        except queue_module.Full:
+            continue
 
 
 def _simulator_process(out: multiprocessing.Queue, options: dict) -> None:
@@ -67,7 +83,8 @@ def _simulator_process(out: multiprocessing.Queue, options: dict) -> None:
     try:
         from orv_engine.sim.recorder import record_episode  # lazy: imports ManiSkill, in this process only
 
-        env = make_env(options["robot"], options["camera_size"], options["num_cameras"])
+        env = make_env(options["robot"], options["camera_size"], options["num_cameras"],
+                       appearance=options["appearance"])
         wanted, successes = options["episodes"], 0
         for seed in range(options["first_seed"], options["first_seed"] + options["max_seeds"]):
             if successes >= wanted:
@@ -75,22 +92,25 @@ def _simulator_process(out: multiprocessing.Queue, options: dict) -> None:
             t0 = time.perf_counter()
             episode, success = record_episode(env, seed, max_steps=options["max_steps"])
             successes += success
-            out.put(("episode", episode, success, time.perf_counter() - t0))
+            if not _send(out, ("episode", episode, success, time.perf_counter() - t0)):
+                return
         env.close()
-        out.put(("done", None, None, None))
+        _send(out, ("done", None, None, None))
     except Exception as err:  # report to the parent: it raises with the child's message
-        out.put(("error", f"{type(err).__name__}: {err}", None, None))
+        _send(out, ("error", f"{type(err).__name__}: {err}", None, None))
 
 
 def record_episodes(robot: str = "panda", episodes: int = 2, camera_size: int = 128, num_cameras: int = 1,
                     first_seed: int = 0, max_seeds: int | None = None, max_steps: int = 60,
-                    keep_failures: bool = False, stats: GenerationStats | None = None) -> Iterator[Episode]:
+                    keep_failures: bool = False, stats: GenerationStats | None = None,
+                    appearance: str = "fixed") -> Iterator[Episode]:
     """Yield recorded episodes (with depth, segmentation and cameras) from a simulator process."""
     uid = ROBOTS.get(robot, robot)
     require_asset(uid)  # fail here, with the download command, before starting anything
     stats = stats if stats is not None else GenerationStats()
     options = dict(robot=robot, camera_size=camera_size, num_cameras=num_cameras, episodes=episodes,
-                   first_seed=first_seed, max_seeds=max_seeds or 3 * episodes, max_steps=max_steps)
+                   first_seed=first_seed, max_seeds=max_seeds or 3 * episodes, max_steps=max_steps,
+                   appearance=appearance)
     context = multiprocessing.get_context("spawn")
     out = context.Queue(maxsize=4)
     process = context.Process(target=_simulator_process, args=(out, options), daemon=True)
@@ -124,12 +144,14 @@ def record_episodes(robot: str = "panda", episodes: int = 2, camera_size: int = 
 
 def write_sim_dataset(out_dir: str | Path, robot: str = "panda", episodes: int = 24, camera_size: int = 128,
                       num_cameras: int = 1, val_episodes: int = 0, first_seed: int = 0,
-                      max_steps: int = 60) -> tuple[Path, GenerationStats]:
+                      max_steps: int = 60, appearance: str = "fixed",
+                      jpeg_quality: int = 85) -> tuple[Path, GenerationStats]:
     """Generate ``episodes`` successful episodes (+ ``val_episodes``) into ``out_dir``."""
     stats = GenerationStats()
     wanted = episodes + val_episodes
-    recorded = [episode_to_rlds(e) for e in record_episodes(
-        robot, wanted, camera_size, num_cameras, first_seed=first_seed, max_steps=max_steps, stats=stats)]
+    recorded = [episode_to_rlds(e, jpeg_quality) for e in record_episodes(
+        robot, wanted, camera_size, num_cameras, first_seed=first_seed, max_steps=max_steps, stats=stats,
+        appearance=appearance)]
     if len(recorded) < wanted:
         raise RuntimeError(f"only {len(recorded)} of {wanted} episodes succeeded ({stats.failures} failures); "
                            "try more seeds")
@@ -137,5 +159,6 @@ def write_sim_dataset(out_dir: str | Path, robot: str = "panda", episodes: int =
     if val_episodes:
         splits["val"] = recorded[episodes:]
     path = write_rlds(out_dir, DATASET_NAME, sim_features(num_cameras, (camera_size, camera_size)), splits,
-                      description=f"ORVTabletop-v1 scripted pick-and-place, robot {robot}, 5 Hz")
+                      description=f"ORVTabletop-v1 scripted pick-and-place, robot {robot}, 5 Hz, "
+                                  f"appearance {appearance}")
     return path, stats

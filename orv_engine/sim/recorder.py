@@ -19,7 +19,6 @@ from scipy.spatial.transform import Rotation
 
 from orv_engine.data.episode import Episode, EpisodeMeta
 from orv_engine.sim.scripted_policy import PickPlacePolicy, tcp_pose
-from orv_engine.sim.tabletop_env import CUBES, TOWEL
 
 # Semantic label of each segmentation id, by ManiSkill actor/link name.
 BACKGROUND = "background"
@@ -27,7 +26,7 @@ BACKGROUND = "background"
 
 def semantic_names(env) -> list[str]:
     """The dataset's label list: background, floor, table, robot, then the objects."""
-    return [BACKGROUND, "floor", "table", "robot", *[c[0] for c in CUBES], TOWEL[0]]
+    return [BACKGROUND, "floor", "table", "robot", *env.object_labels.values()]
 
 
 def _id_to_label(env, labels: list[str]) -> np.ndarray:
@@ -42,8 +41,8 @@ def _id_to_label(env, labels: list[str]) -> np.ndarray:
             label = "floor"
         elif name.startswith("table"):
             label = "table"
-        elif name in labels:
-            label = name
+        elif name in env.object_labels:
+            label = env.object_labels[name]
         else:
             label = BACKGROUND
         lut[seg_id] = labels.index(label)
@@ -98,7 +97,7 @@ def record_episode(env, seed: int, max_steps: int = 60, dataset: str = "orv_tabl
     intrinsics = {c: [] for c in cameras}
     extrinsics = {c: [] for c in cameras}
     states, commands = [], []
-    policy = PickPlacePolicy(env)
+    policy = PickPlacePolicy(env, **unwrapped.appearance.motion)
 
     def capture(obs):
         for c in cameras:
@@ -131,7 +130,8 @@ def record_episode(env, seed: int, max_steps: int = 60, dataset: str = "orv_tabl
         states=states,
         instruction=unwrapped.instruction,
         meta=EpisodeMeta(dataset=dataset, episode_id=f"{dataset}/seed{seed}", source_file="", index_in_file=seed,
-                         extra={"seed": seed, "robot": unwrapped.robot_uids, "success": success}),
+                         extra={"seed": seed, "robot": unwrapped.robot_uids, "success": success,
+                                "appearance": unwrapped.appearance.to_json()}),
         depth={names[c]: np.stack(depth[c]) for c in cameras},
         segmentation={names[c]: np.stack(segmentation[c]).astype(np.int32) for c in cameras},
         intrinsics={names[c]: np.stack(intrinsics[c]) for c in cameras},

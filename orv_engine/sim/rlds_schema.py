@@ -5,7 +5,8 @@ Per step, for each camera ``k`` (``image_k`` as in BridgeV2):
 - ``observation/segmentation_k``: 8-bit PNG, index into ``episode_metadata/semantic_names``;
 - ``observation/camera_intrinsics_k``: float32 (3, 3), OpenCV;
 - ``observation/camera_extrinsics_k``: float32 (4, 4), camera-to-robot-base, OpenCV axes.
-``episode_metadata`` adds ``semantic_names`` (JSON list), ``robot``, ``seed``, ``success``.
+``episode_metadata`` adds ``semantic_names`` (JSON list), ``robot``, ``seed``, ``success`` and
+``appearance`` (JSON of :class:`orv_engine.sim.appearance.Appearance`: colours, light, motion).
 ``language_embedding`` is zeros: BridgeV2's Kona/USE encoder is not available offline, and
 Octo/OpenVLA re-embed the instruction themselves.
 """
@@ -42,6 +43,7 @@ def sim_features(num_cameras: int, image_size: tuple[int, int]):
         "robot": f.Text(),
         "seed": f.Scalar(dtype=tf.int32),
         "success": f.Scalar(dtype=tf.bool),
+        "appearance": f.Text(),
     })
     return f.FeaturesDict({"steps": features["steps"], "episode_metadata": f.FeaturesDict(metadata)})
 
@@ -91,6 +93,7 @@ def episode_to_rlds(episode: Episode, jpeg_quality: int = 85) -> dict:
         "robot": str(extra.get("robot", "")),
         "seed": int(extra.get("seed", 0)),
         "success": bool(extra.get("success", False)),
+        "appearance": str(extra.get("appearance", "")),
     }
     return {"steps": steps, "episode_metadata": metadata}
 

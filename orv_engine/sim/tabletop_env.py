@@ -3,7 +3,9 @@
 Cubes of a few colours and a towel are placed by grid-based sampling in a table region
 (distinct grid cells, a small jitter, a random yaw), so objects never start overlapping.
 The task of an episode is "put the <cube> on the <towel>"; success = the cube rests on the
-towel and the gripper has let go. Robots: ``panda`` (ships with ManiSkill3) and Bridge's
+towel and the gripper has let go. ``appearance="randomized"`` draws colours, lights and the
+scripted arm's motion per episode (:mod:`orv_engine.sim.appearance`); the instruction then
+names the cube's and towel's drawn colours, and semantic labels name object slots. Robots: ``panda`` (ships with ManiSkill3) and Bridge's
 WidowX 250 S with the real2sim-tuned controller of SimplerEnv's Bridge scenes
 (``orv_widowx250s``; its asset comes from ``MS_ASSET_DIR``).
 Importing this module registers the environment with gymnasium.
@@ -27,7 +29,10 @@ from mani_skill.utils.scene_builder.table import TableSceneBuilder
 from mani_skill.utils.structs.pose import Pose
 from mani_skill.utils.structs.types import SimConfig
 
+from orv_engine.sim.appearance import Appearance, AppearanceApplier, sample_appearance
+
 ENV_ID = "ORVTabletop-v1"
+APPEARANCES = ("fixed", "randomized")
 WIDOWX = "orv_widowx250s"
 
 
@@ -86,9 +91,14 @@ class ORVTabletopEnv(BaseEnv):
     SUPPORTED_ROBOTS = list(ROBOT_SETUPS)
     SUPPORTED_REWARD_MODES = ["none"]
 
-    def __init__(self, *args, robot_uids="panda", camera_size=128, num_cameras=1, **kwargs):
+    def __init__(self, *args, robot_uids="panda", camera_size=128, num_cameras=1, appearance="fixed", **kwargs):
         if robot_uids not in ROBOT_SETUPS:
             raise ValueError(f"robot {robot_uids!r} not supported; use one of {', '.join(ROBOT_SETUPS)}")
+        if appearance not in APPEARANCES:
+            raise ValueError(f"appearance {appearance!r} not supported; use one of {', '.join(APPEARANCES)}")
+        self.appearance_mode = appearance
+        self.appearance = Appearance.fixed()
+        self._applier = None
         self.setup = ROBOT_SETUPS[robot_uids]
         self.camera_size = camera_size
         self.num_cameras = num_cameras
@@ -148,6 +158,11 @@ class ORVTabletopEnv(BaseEnv):
             tx, ty = cells[-1]
             self.towel.set_pose(Pose.create_from_pq(torch.tensor([[tx, ty, TOWEL[1][2]]])))
             self.source_index = int(rng.integers(len(self.cubes)))
+            if self.appearance_mode == "randomized":  # drawn after the layout: "fixed" layouts stay as they were
+                self.appearance = sample_appearance(rng)
+                if self._applier is None:
+                    self._applier = AppearanceApplier(self)
+                self._applier.apply(self.appearance)
 
     def grid_cells(self, rng: np.random.Generator, count: int) -> list[tuple[float, float]]:
         """Centres of ``count`` distinct cells of the table grid, each with a small jitter."""
@@ -170,7 +185,18 @@ class ORVTabletopEnv(BaseEnv):
 
     @property
     def instruction(self) -> str:
-        return f"put the {CUBES[self.source_index][0]} on the {TOWEL[0]}"
+        if self.appearance_mode == "fixed":
+            return f"put the {CUBES[self.source_index][0]} on the {TOWEL[0]}"
+        return f"put the {self.appearance.cube_name(self.source_index)} on the {self.appearance.towel_name}"
+
+    @property
+    def object_labels(self) -> dict[str, str]:
+        """Actor name -> semantic label. Randomised colours make colour names wrong, so the
+        labels then name slots ("cube 1", ..., "towel")."""
+        names = [c[0] for c in CUBES] + [TOWEL[0]]
+        if self.appearance_mode == "fixed":
+            return {n: n for n in names}
+        return {**{c[0]: f"cube {i + 1}" for i, c in enumerate(CUBES)}, TOWEL[0]: "towel"}
 
     def evaluate(self):
         cube_p = self.source.pose.p

@@ -14,9 +14,11 @@ running the 3D VAE. What is stored keeps the recipe exact:
 - ``validation.num_clips`` held-out clips in pixels (``val/``), so validation needs no
   dataset reader either.
 
-Layout: ``index.json`` (written last: a folder without it is incomplete and is redone),
+Layout: ``index.json`` (written last: a folder without it is incomplete; encoding it again
+skips the clips an interrupted run already wrote, see ``_resumable_files``),
 ``train/r<rank>-<n>.pt``, ``val/<n>.pt``. ``index.json`` records what the latents were made
-from; a config that differs is refused rather than silently trained on stale latents.
+from; a config that differs is refused rather than silently trained on stale latents (a run
+without conditions may read a store made with them).
 """
 
 from __future__ import annotations
@@ -143,8 +145,13 @@ def check_store(config) -> dict:
     index = json.loads((Path(config.data.latents_dir).expanduser() / "index.json").read_text())
     expected = fingerprint(config)
     stored = index["fingerprint"]
-    # The dataset path may move (another machine); only the content keys must agree.
-    diff = [k for k in expected if k != "data_path" and stored.get(k) != expected[k]]
+    # The dataset path may move (another machine); only the content keys must agree. A run
+    # without conditions reads a store that has them (they are not loaded), e.g. stage 1 on
+    # stage 2's store: the videos, first frames and actions are the same.
+    ignored = {"data_path"}
+    if not expected["condition_kinds"]:
+        ignored |= {"condition_kinds", "conditions_source", "condition_encoding"}
+    diff = [k for k in expected if k not in ignored and stored.get(k) != expected[k]]
     if diff:
         raise ValueError(
             f"data.latents_dir {config.data.latents_dir} was encoded with other settings ({', '.join(diff)}: "
@@ -169,16 +176,22 @@ def pre_encode(config, vae, rank: int = 0, world_size: int = 1, log=print) -> in
     """
     root = Path(config.data.latents_dir).expanduser()
     (root / "train").mkdir(parents=True, exist_ok=True)
+    done = _resumable_files(config, root, rank)
     kinds = config.model.condition_kinds
     dataset = make_dataset(config, config.data.split, shuffle=False)
     dataset.rank, dataset.world_size = rank, world_size
     loader = DataLoader(dataset, batch_size=1, num_workers=config.data.num_workers,
                         multiprocessing_context="spawn" if config.data.num_workers else None)
     limit = None if config.data.max_clips is None else -(-config.data.max_clips // world_size)
+    for name in [f for f in done if limit is not None and int(f[5:-3]) >= limit]:  # an earlier, larger run's
+        (root / "train" / name).unlink()
     n = 0
     for sample in loader:
         if limit is not None and n >= limit:
             break
+        if f"r{rank:03d}-{n:07d}.pt" in done:  # encoded by an interrupted earlier run
+            n += 1
+            continue
         video = sample["video"].to(vae.device).permute(0, 2, 1, 3, 4)
         dist = encode_posterior(vae, video)
         record = {
@@ -211,6 +224,25 @@ def pre_encode(config, vae, rank: int = 0, world_size: int = 1, log=print) -> in
     if rank == 0:
         save_val_clips(config, root / "val")
     return n
+
+
+def _resumable_files(config, root: Path, rank: int) -> set[str]:
+    """This rank's clip files an interrupted run left, if it was encoding the same thing.
+
+    ``partial.json`` records the fingerprint when encoding starts; the clip order is fixed
+    (no shuffle), so file ``n`` is the same clip again. ``max_clips`` may differ: a store is
+    a prefix of one with more clips. Anything else differing: the leftovers are deleted."""
+    partial = root / f"partial-r{rank:03d}.json"
+    now = {k: v for k, v in fingerprint(config).items() if k != "max_clips"}
+    files = set(p.name for p in (root / "train").glob(f"r{rank:03d}-*.pt"))
+    if partial.is_file() and json.loads(partial.read_text()) == now:
+        return files
+    for name in files:
+        (root / "train" / name).unlink()
+    tmp = partial.with_suffix(".tmp")
+    tmp.write_text(json.dumps(now, indent=1))
+    os.replace(tmp, partial)
+    return set()
 
 
 def save_val_clips(config, folder: Path) -> int:
