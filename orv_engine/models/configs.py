@@ -93,8 +93,9 @@ ORV_TINY: dict = {
 # The small ORV trained on a CPU here (issue [small-orv]): 64x64 frames through a small
 # CogVideoX VAE with 4x spatial compression (16x16x16 latents; see configs/small/vae.yaml for
 # why not 8x), patch size 4 (so 16 tokens per latent frame, as 2B's patch 2 on an 8x VAE),
-# 17 frames (5 latent frames, 80 vision tokens), 4 blocks of 3 heads x 64, a 128-d time
-# embedding; the paper's action MLP shape (28 -> 4*E -> E).
+# 17 frames (5 latent frames, 80 vision tokens), 4 blocks of 3 heads x 64, a 96-d time
+# embedding (four variants fit the 30 MB shipping budget in float16); the paper's action MLP
+# shape (28 -> 4*E -> E).
 ORV_SMALL: dict = {
     **COGVIDEOX_2B,
     "attention_head_dim": 64,
@@ -103,7 +104,7 @@ ORV_SMALL: dict = {
     "in_channels": 32,
     "out_channels": 16,
     "text_embed_dim": 32,
-    "time_embed_dim": 128,
+    "time_embed_dim": 96,
     "max_text_seq_length": 8,
     "patch_size": 4,
     "sample_height": 16,
@@ -111,8 +112,8 @@ ORV_SMALL: dict = {
     "sample_frames": 17,
     "action_dim": 7,
     "action_chunk": 4,
-    "action_embed_dim": 128,
-    "action_hidden_dim": 512,
+    "action_embed_dim": 96,
+    "action_hidden_dim": 384,
     "condition_kinds": [],
 }
 

@@ -57,10 +57,10 @@ def assemble_shipped(init_pipeline: str | Path, vae_path: str | Path, transforme
     for part in ("tokenizer", "text_encoder", "scheduler"):
         shutil.copytree(init / part, tmp / part)
     shutil.copy(init / "model_index.json", tmp / "model_index.json")
-    AutoencoderKLCogVideoX.from_pretrained(vae_path).to(torch.float16).save_pretrained(tmp / "vae")
+    AutoencoderKLCogVideoX.from_pretrained(vae_path, torch_dtype=torch.float16).save_pretrained(tmp / "vae")
     for name, path in transformers.items():
-        model = ORVTransformer3DModel.from_pretrained(path)
-        model.to(torch.float16).save_pretrained(VARIANTS[name].transformer_path(tmp))
+        model = ORVTransformer3DModel.from_pretrained(path, torch_dtype=torch.float16)
+        model.save_pretrained(VARIANTS[name].transformer_path(tmp))
     heldout = out / "heldout"
     if heldout.is_dir():  # keep the shipped held-out clips when reassembling
         shutil.copytree(heldout, tmp / "heldout")

@@ -12,7 +12,7 @@ it was interrupted (kill it at any point and run the same command again):
   init     the trained VAE + a tiny T5 + a fresh `small` ORV transformer -> outputs/small/init
   latents  orv-train --pre-encode for (c)'s coarse and (d)'s fine condition stores (in parallel)
   stage1   orv-train (a) no_actions and (b) actions, in parallel (one CPU thread each)
-  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-1200 checkpoint
+  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-3000 checkpoint
   ship     the four variants + VAE as float16 -> outputs/small/shipped (and, with --ship, into
            orv_engine/pretrained/small_orv), with a handful of held-out clips for the CI test
   eval     benchmarks/small_ablation.py -> outputs/small/ablation.json
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the project (configs/ and benchmar
 OUT = Path("outputs/small")
 DATA = OUT / "data" / "orv_tabletop" / "1.0.0"
 CONFIGS = ROOT / "configs" / "small"
-STAGE1_STEP = 1200  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
+STAGE1_STEP = 3000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
 STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval")
 
 
