@@ -5,7 +5,7 @@
     orv-augment run --config my_run.yaml --run-dir runs/x --ray auto        # first frames + rollouts on a Ray cluster
     orv-augment rollouts --config my_run.yaml --run-dir runs/x              # one stage
     orv-augment status --run-dir runs/x
-    orv-augment demo                                                         # tiny models on the embedded dataset
+    orv-augment demo                                                         # the embedded dataset, small/tiny models
     orv-augment --write-config defaults.yaml                                 # every option with its default
 
 Every stage resumes: rerun the same command after a crash or a kill and it continues where
@@ -73,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub.add_parser(name, help=help_text))
     p = sub.add_parser("status", help="units per stage, skipped episodes, run-wide stages")
     p.add_argument("--run-dir", required=True)
-    p = sub.add_parser("demo", help="the whole loop with tiny random models on the embedded ManiSkill dataset")
+    p = sub.add_parser("demo", help="the whole loop on the embedded ManiSkill dataset: the small ORV trained here "
+                                    "if its weights are present (else a tiny random one), tiny random FLUX")
     p.add_argument("--out", default="outputs/demo/augment", help="models, config and run go here")
     p.add_argument("--episodes", type=int, default=4)
-    p.add_argument("--variants", type=int, default=2)
+    p.add_argument("--variants", type=int, default=2, help="painted variants per episode (besides the replay)")
+    p.add_argument("--world-model", metavar="PATH",
+                   help="an ORVPipeline folder to roll out with (default: orv_engine/pretrained/small_orv if present, "
+                        "else a tiny random ORV); its checkpoint's size, clip length and steps are used")
+    p.add_argument("--steps", type=int, metavar="N", help="ORV sampling steps (default: the checkpoint's; 4 for the "
+                                                          "tiny random ORV)")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -123,7 +129,8 @@ def main(argv=None) -> int:
             print(json.dumps(_status(args.run_dir), indent=1))
             return 0
         if args.command == "demo":
-            summary = run_demo(Path(args.out), args.episodes, args.variants, progress=not args.no_progress)
+            summary = run_demo(Path(args.out), args.episodes, args.variants, progress=not args.no_progress,
+                               world_model=args.world_model, num_inference_steps=args.steps)
         else:
             stages = (args.stages or ALL_STAGES) if args.command == "run" else STAGE_COMMANDS[args.command]
             summary = run_command(args, stages)

@@ -65,6 +65,9 @@ class FirstFramesConfig:
     controlnets: list[ControlNetConfig] = option(factory=lambda: [ControlNetConfig()],
                                                  help="one or more ControlNets (several: FluxMultiControlNetModel)")
     variants_per_episode: int = option(3, help="paper Sec. 10.3.1: three appearances per source video")
+    replay: bool = option(True, help="also roll each episode out from its own real first frame (unit KEY__replay, "
+                                     "not painted) under the same actions and maps: ground truth vs rollout, "
+                                     "PSNR/SSIM in the scores and the report (exported only with export.replay)")
     prompts: list[str] = option(factory=lambda: list(DEFAULT_PROMPTS),
                                 help="appearance prompts: variant k of an episode uses prompts[k % len(prompts)] "
                                      "(paper Sec. 9 / 10.3.1: new surfaces, lighting and backgrounds)")
@@ -136,6 +139,9 @@ class ExportConfig:
     version: str = option("1.0.0", help="the TFDS version of the export")
     image_size: list[int] = option(factory=lambda: [256, 256], help="[height, width] of the exported frames")
     val_fraction: float = option(0.0, help="share of the episodes written to the val split")
+    replay: bool = option(False, help="also export the replay rollouts (first_frames.replay) the filter keeps; "
+                                      "false: they are evaluation only (same appearance as the real episode, "
+                                      "which the mixture already has) and stay out of the selection")
 
     def __post_init__(self):
         if len(self.image_size) != 2:

@@ -3,8 +3,9 @@
 One actor per GPU holds its model (FLUX + ControlNets, or the ORV pipeline) for the whole
 stage; the driver hands out units with ``ray.util.ActorPool`` and is the only writer of the
 manifest (actors write their unit outputs atomically to the shared run directory, exactly as
-the local runner does, and return the seconds taken). Everything else (sources, scoring with
-vLLM's own tensor parallelism, the run-wide stages) runs in the driver as in
+the local runner does, and return the seconds taken). The ``replay`` units' first frames (a
+copy of a recorded frame, no model) are made by the driver. Everything else (sources,
+scoring with vLLM's own tensor parallelism, the run-wide stages) runs in the driver as in
 :class:`augment.runner.AugmentRun`. A killed driver resumes like a local run.
 
     ray start --head --num-gpus 8            # on each node (workers: --address HEAD:6379)
@@ -20,8 +21,9 @@ import time
 from augment.config import config_from_dict
 from augment.manifest import FAILED
 from augment.models import make_generator, make_painter, painter_ids
+from augment.replay import is_replay
 from augment.runner import STAGE_STATES, AugmentRun
-from augment.unit_work import paint_unit, rollout_unit
+from augment.unit_work import first_frame_unit, replay_first_frame, rollout_unit
 
 
 class _UnitWorker:
@@ -37,7 +39,7 @@ class _UnitWorker:
     def work(self, unit_id: str, unit: dict):
         try:
             if self.stage == "first_frames":
-                return unit_id, paint_unit(self.model, self.config, self.run_dir, unit_id, unit), None
+                return unit_id, first_frame_unit(lambda: self.model, self.config, self.run_dir, unit_id, unit), None
             return unit_id, rollout_unit(self.model, self.painter_ids, self.config, self.run_dir, unit_id, unit), None
         except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
             return unit_id, None, f"{self.stage}: {type(err).__name__}: {err}"
@@ -67,9 +69,9 @@ class RayAugmentRun(AugmentRun):
             return 1
         return max(1, int(ray.cluster_resources().get("GPU", 0) // rc.num_gpus_per_actor))
 
-    def _on_ray(self, stage: str) -> None:
-        before, after = STAGE_STATES[stage]
-        todo = self.manifest.units_at(before)
+    def _on_ray(self, stage: str, only=None) -> None:
+        after = STAGE_STATES[stage][1]
+        todo = self._todo(stage, only)
         if not todo:
             return
         ray = self._ray()
@@ -95,7 +97,9 @@ class RayAugmentRun(AugmentRun):
         self.state.add_time(stage, time.perf_counter() - start, len(todo))
 
     def run_first_frames(self) -> None:
-        self._on_ray("first_frames")
+        # replay units copy a recorded frame (no model): here, not on an actor
+        self._unit_stage("first_frames", lambda u, rec: replay_first_frame(self.run_dir, u, rec), only=is_replay)
+        self._on_ray("first_frames", only=lambda rec: not is_replay(rec))
 
     def run_rollouts(self) -> None:
         self._on_ray("rollouts")

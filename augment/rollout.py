@@ -12,7 +12,9 @@ condition encoding, ``orv_engine.occupancy.condition_images``; the prompt). Each
   caption (the source instruction until the scoring stage captions it) and provenance, in
   the export's :class:`vla_finetune.clip_record.ExportClip` format;
 - ``rollout.json``: the ``Rollout`` record: source episode, first-frame variant, prompt,
-  seed, references to the condition maps and first frame, model ids, seconds.
+  seed, references to the condition maps and first frame, model ids, seconds; for the
+  ``replay`` unit also ``"replay"``: PSNR/SSIM against the recorded frames
+  (:func:`augment.replay.replay_metrics`).
 
 The folder is written under a temporary name and renamed into place, so it is complete or
 absent.
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from augment.manifest import atomic_write_text
+from augment.replay import is_replay, replay_metrics, variant_label
 from augment.sources import SourceEpisode, source_dir
 from orv_engine.data.action_conventions import episode_actions
 from orv_engine.models.loading import read_transformer_config
@@ -102,7 +105,7 @@ def write_rollout(run_dir, unit_id: str, unit: dict, source: SourceEpisode, fram
     tmp.mkdir(parents=True)
     save_mp4(frames, tmp / "video.mp4", fps=fps)
     provenance = Provenance(source_dataset=source.dataset, source_episode=source.episode_id, source_start_step=0,
-                            first_frame_variant=f"v{unit['variant']}", seed=int(unit["seed"]),
+                            first_frame_variant=variant_label(unit), seed=int(unit["seed"]),
                             models={k: {"name": v} for k, v in model_ids.items()},
                             extra={"unit": unit_id, "prompt": unit["prompt"], "caption_source": "source_instruction"})
     ExportClip(frames=frames, actions=source.actions, states=source.states, caption=source.instruction,
@@ -117,6 +120,8 @@ def write_rollout(run_dir, unit_id: str, unit: dict, source: SourceEpisode, fram
         "first_frame": str(Path("first_frames") / f"{unit_id}.png"), "models": model_ids,
         "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if is_replay(unit):
+        record["replay"] = replay_metrics(frames, source.frames)
     atomic_write_text(tmp / "rollout.json", json.dumps(record, indent=1))
     if final.exists():  # a previous attempt finished writing but was killed before the manifest knew
         shutil.rmtree(final)

@@ -32,11 +32,12 @@ from augment.exporting import export_kept, merge_with_bridge
 from augment.manifest import (FAILED, PAINTED, PLANNED, ROLLED_OUT, SCORED, Manifest, RunState, all_shards,
                               atomic_write_text)
 from augment.models import make_generator, make_painter, painter_ids
+from augment.replay import REPLAY, replay_unit_id
 from augment.report import write_report
 from augment.rollout import world_model_condition_kinds
 from augment.score_stage import score_units, select_units
 from augment.sources import iter_source_episodes, prepare_source, save_source
-from augment.unit_work import paint_unit, rollout_unit
+from augment.unit_work import first_frame_unit, rollout_unit
 from orv_engine.config_validation import ConfigError
 from orv_engine.data.errors import SkipReport
 
@@ -132,6 +133,10 @@ class AugmentRun:
                                           "prompt": cfg.prompt_template.format(
                                               appearance=cfg.prompts[v % len(cfg.prompts)],
                                               instruction=source.instruction)}
+                    if cfg.replay:  # augment.replay: the real first frame, rolled out like the variants
+                        unit_id = replay_unit_id(key)
+                        units[unit_id] = {"variant": REPLAY, "seed": unit_seed(self.config.seed, unit_id),
+                                          "prompt": ""}
                 except (ValueError, KeyError, FileNotFoundError) as err:
                     reason = f"{type(err).__name__}: {err}"
             if reason is not None:
@@ -155,9 +160,14 @@ class AugmentRun:
                               f"(split {self.config.source.split})")
         self.state.add_time("sources", time.perf_counter() - start, count)
 
-    def _unit_stage(self, stage: str, work) -> None:
-        before, after = STAGE_STATES[stage]
-        todo = self.manifest.units_at(before)
+    def _todo(self, stage: str, only=None) -> list[str]:
+        """Units waiting for ``stage`` (those whose record satisfies ``only``, if given)."""
+        todo = self.manifest.units_at(STAGE_STATES[stage][0])
+        return todo if only is None else [u for u in todo if only(self.manifest.units[u])]
+
+    def _unit_stage(self, stage: str, work, only=None) -> None:
+        after = STAGE_STATES[stage][1]
+        todo = self._todo(stage, only)
         if not todo:
             return
         start = time.perf_counter()
@@ -174,7 +184,8 @@ class AugmentRun:
         self.state.add_time(stage, time.perf_counter() - start, len(todo))
 
     def run_first_frames(self) -> None:
-        self._unit_stage("first_frames", lambda u, rec: paint_unit(self.painter, self.config, self.run_dir, u, rec))
+        self._unit_stage("first_frames", lambda u, rec: first_frame_unit(lambda: self.painter, self.config,
+                                                                         self.run_dir, u, rec))
 
     def run_rollouts(self) -> None:
         ids = painter_ids(self.config)
@@ -212,7 +223,13 @@ class AugmentRun:
         summary = select_units(self.config, self.run_dir, self.all_units())
         self.state.set("filter", status="done", scored_units_hash=self._scored_hash(), result=summary)
         self.state.add_time("filter", time.perf_counter() - start, summary["clips"])
-        self.log(f"filter: kept {summary['kept']} of {summary['clips']} scored clips")
+        replay = summary.get("replay")
+        note = ""
+        if replay and not replay["selected"]:
+            note = f" (+ {replay['units']} replay rollouts, evaluation only)"
+        if replay and replay["psnr"] is not None:
+            note += f"; replay vs ground truth: PSNR {replay['psnr']:.2f} dB, SSIM {replay['ssim']:.3f}"
+        self.log(f"filter: kept {summary['kept']} of {summary['clips']} scored clips{note}")
 
     def run_export(self) -> None:
         start = time.perf_counter()

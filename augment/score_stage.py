@@ -6,6 +6,12 @@ motion with the occupancy conditions) and, unless ``score.checks_only``, the VLM
 one verdict per unit, ``RUN/verdicts/UNIT.json``, written atomically as each batch returns.
 ``filter``: the selection over every unit of every shard (bottom 10% dropped by default),
 ``RUN/verdicts.parquet`` + ``RUN/kept.txt``.
+
+Replay units (:mod:`augment.replay`) are scored like any rollout, and their verdicts also
+carry two informational checks, ``replay_psnr`` and ``replay_ssim`` (against the recorded
+frames; they never fail). Unless ``export.replay`` is set they stay out of the selection
+(so they shift no percentile of the painted clips): their verdict says ``keep: false``,
+"replay rollout: evaluation only", and ``kept.txt`` never lists them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from augment.manifest import atomic_write_text
+from augment.replay import CHECK_NAMES, is_replay, mean_replay_metrics
 from augment.rollout import rollout_dir
 from augment.sources import load_source
 from filtering.backends import make_backend
@@ -34,6 +41,26 @@ def load_verdict(run_dir, unit_id: str) -> ClipVerdict:
     data = json.loads(verdict_path(run_dir, unit_id).read_text())
     data["checks"] = [CheckResult(**c) for c in data.get("checks", [])]
     return ClipVerdict(**data)
+
+
+def replay_record(run_dir, unit_id: str) -> dict | None:
+    """The ``"replay"`` metrics of a unit's ``rollout.json`` (None if absent)."""
+    try:
+        return json.loads((rollout_dir(run_dir, unit_id) / "rollout.json").read_text()).get("replay")
+    except (OSError, ValueError):
+        return None
+
+
+def replay_checks(metrics: dict | None) -> list[CheckResult]:
+    """The replay's PSNR/SSIM as informational checks (always passed: they measure the world
+    model, not this clip's usability)."""
+    if not metrics or "error" in metrics:
+        return []
+    frames = f"frames {metrics['skip_first_frames']}..{metrics['skip_first_frames'] + metrics['frames_compared'] - 1}"
+    psnr = metrics["psnr"]
+    return [CheckResult(CHECK_NAMES[0], float("inf") if psnr is None else psnr, True, None,
+                        f"PSNR vs ground truth, {frames} (dB, informational)"),
+            CheckResult(CHECK_NAMES[1], metrics["ssim"], True, None, f"SSIM vs ground truth, {frames} (informational)")]
 
 
 def _clip_input(run_dir, unit_id: str, unit: dict) -> ClipInput:
@@ -62,6 +89,8 @@ def score_units(config, run_dir, unit_ids, units: dict, finished) -> None:
 
     def save(chunk):
         for verdict in chunk:
+            if is_replay(units[verdict.clip]):
+                verdict.checks.extend(replay_checks(replay_record(run_dir, verdict.clip)))
             atomic_write_text(verdict_path(run_dir, verdict.clip), json.dumps(verdict.to_dict(), indent=1))
             finished(verdict.clip, verdict.seconds_checks + verdict.seconds_vlm)
 
@@ -76,16 +105,24 @@ def select_units(config, run_dir, units: dict) -> dict:
     """Keep/drop over every scored unit; writes ``verdicts.parquet`` and ``kept.txt``."""
     run_dir = Path(run_dir)
     scored = sorted(u for u, rec in units.items() if rec["stage"] == "scored")
-    verdicts = [load_verdict(run_dir, u) for u in scored]
+    replay = [u for u in scored if is_replay(units[u])]
+    held_out = set() if config.export.replay else set(replay)  # evaluation only: not selected
+    verdicts = [load_verdict(run_dir, u) for u in scored if u not in held_out]
     if config.score.checks_only or not config.score.enabled:
         select_by_checks(verdicts)
     else:
         select(verdicts, config.filter_config().selection)
-    if verdicts:
-        write_verdicts(verdicts, run_dir / "verdicts.parquet")
+    evaluation = [load_verdict(run_dir, u) for u in sorted(held_out)]
+    for v in evaluation:
+        v.keep, v.reason = False, "replay rollout: evaluation only (export.replay: false)"
+    if verdicts or evaluation:
+        write_verdicts(verdicts + evaluation, run_dir / "verdicts.parquet")
     atomic_write_text(run_dir / "kept.txt", "".join(f"{v.clip}\n" for v in verdicts if v.keep))
     summary = summarize(verdicts) if verdicts else {"clips": 0, "kept": 0}
     summary["failed_units"] = sum(1 for rec in units.values() if rec["stage"] == "failed")
+    if replay:
+        summary["replay"] = {"units": len(replay), **mean_replay_metrics([replay_record(run_dir, u) for u in replay]),
+                             "selected": bool(config.export.replay)}
     return summary
 
 

@@ -1,8 +1,10 @@
 """The ``sources`` stage: source episodes -> what every later stage of their units reads.
 
 For each episode of the source RLDS dataset (this shard's share): its actions, states,
-instruction, first frame, and the occupancy-rendered depth/semantic maps of every step at
-the rollout resolution (``orv_engine.occupancy.episode_condition_maps``). They are written
+instruction, first frame, its recorded frames resized to the rollout resolution (the ground
+truth of the ``replay`` unit, :func:`ground_truth_frames`), and the occupancy-rendered
+depth/semantic maps of every step at that resolution
+(``orv_engine.occupancy.episode_condition_maps``). They are written
 once per episode, ``RUN/sources/KEY/source.npz`` + ``source.json``, so the first-frame,
 rollout and scoring stages (possibly on other machines) never re-read the dataset.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from augment.manifest import atomic_write_bytes, atomic_write_text
+from orv_engine.data.clips import resize_frames
 from orv_engine.data.rlds_reader import RLDSReader
 from orv_engine.occupancy.clip_conditions import episode_condition_maps
 
@@ -37,6 +40,9 @@ class SourceEpisode:
     actions: np.ndarray  # (T, 7) float32
     states: np.ndarray  # (T, 7) float32
     conditions: dict[str, np.ndarray]  # {"depth": (T, h, w) float32, "semantics": (T, h, w) int32}
+    # (T, h, w, 3) uint8: the recorded frames at the rollout size (ground_truth_frames); None in
+    # sources written before the replay variant existed
+    frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -60,7 +66,8 @@ def save_source(run_dir, source: SourceEpisode) -> Path:
     folder = source_dir(run_dir, source.key)
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez(buffer, first_frame=source.first_frame, actions=source.actions, states=source.states,
+    frames = {} if source.frames is None else {"frames": source.frames}
+    np.savez(buffer, first_frame=source.first_frame, actions=source.actions, states=source.states, **frames,
              **{f"condition_{k}": v for k, v in source.conditions.items()})
     atomic_write_bytes(folder / "source.npz", buffer.getvalue())
     meta = {k: getattr(source, k) for k in ("key", "episode_id", "dataset", "instruction", "camera")}
@@ -80,7 +87,8 @@ def load_source(run_dir, key: str) -> SourceEpisode:
     conditions = {k[len("condition_"):]: v for k, v in arrays.items() if k.startswith("condition_")}
     return SourceEpisode(key=meta["key"], episode_id=meta["episode_id"], dataset=meta["dataset"],
                          instruction=meta["instruction"], camera=meta["camera"], first_frame=arrays["first_frame"],
-                         actions=arrays["actions"], states=arrays["states"], conditions=conditions)
+                         actions=arrays["actions"], states=arrays["states"], conditions=conditions,
+                         frames=arrays.get("frames"))
 
 
 def iter_source_episodes(config, shard: tuple[int, int], done: set[str], report):
@@ -139,9 +147,24 @@ def prepare_source(config, key: str, episode, condition_kinds) -> SourceEpisode:
             raise ValueError(f"{name} must be (T, 7), got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError(f"non-finite {name} at step {int(np.argwhere(~np.isfinite(arr))[0][0])}")
+    frames = ground_truth_frames(episode.frames[camera][:steps], config.rollout.height, config.rollout.width)
     return SourceEpisode(key=key, episode_id=episode.meta.episode_id, dataset=episode.meta.dataset,
                          instruction=episode.instruction, camera=camera, first_frame=episode.frames[camera][0],
-                         actions=actions, states=states, conditions=conditions)
+                         actions=actions, states=states, conditions=conditions, frames=frames)
+
+
+def ground_truth_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Recorded frames -> (T, height, width, 3) uint8 at the rollout size.
+
+    The one resize of real frames in the loop: the ``replay`` unit's first frame is frame 0
+    of this (so its rollout starts from exactly these pixels), and the replay's PSNR/SSIM
+    compare the rollout with these frames. Bilinear with antialiasing, stretched, as the
+    training clips are (:func:`orv_engine.data.clips.resize_frames`).
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    return resize_frames(frames, height, width)
 
 
 def continuous_rpy(rpy: np.ndarray) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The work of one unit in one stage, shared by the local runner and the Ray actors.
 
-A unit is one (source episode, first-frame variant). Each function reads what earlier
-stages wrote, writes its own outputs atomically, and returns the seconds it took; the
-caller records the stage in the manifest only afterwards.
+A unit is one (source episode, first-frame variant): a painted variant ``KEY__vK`` or the
+episode's ``KEY__replay`` (:mod:`augment.replay`: its real first frame, no painting; the
+``first_frames`` stage copies it with :func:`replay_first_frame`, which needs no model).
+Each function reads what earlier stages wrote, writes its own outputs atomically, and
+returns the seconds it took; the caller records the stage in the manifest only afterwards.
 """
 
 from __future__ import annotations
@@ -15,12 +17,40 @@ import numpy as np
 from PIL import Image
 
 from augment.manifest import atomic_write_bytes
+from augment.replay import is_replay
 from augment.rollout import write_rollout  # a module attribute: benchmarks.augment_benchmark times it
 from augment.sources import load_source
 
 
 def first_frame_path(run_dir, unit_id: str) -> Path:
     return Path(run_dir) / "first_frames" / f"{unit_id}.png"
+
+
+def _write_png(path: Path, frame: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def replay_first_frame(run_dir, unit_id: str, unit: dict) -> float:
+    """The replay unit's first frame: the episode's recorded frame 0 at the rollout size
+    (``sources``' ground truth, lossless PNG) -> ``first_frames/UNIT.png``; no model."""
+    start = time.perf_counter()
+    source = load_source(run_dir, unit["episode"])
+    if source.frames is None:
+        raise FileNotFoundError(f"source {source.key} has no recorded frames (written before the replay variant "
+                                "existed); rerun the sources stage in a new run directory")
+    _write_png(first_frame_path(run_dir, unit_id), np.ascontiguousarray(source.frames[0]))
+    return time.perf_counter() - start
+
+
+def first_frame_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
+    """The ``first_frames`` stage's work on one unit. ``painter``: a zero-argument callable
+    returning the :class:`augment.first_frames.FirstFramePainter`, called only for painted
+    units (so a stage left with replay units alone never loads FLUX)."""
+    if is_replay(unit):
+        return replay_first_frame(run_dir, unit_id, unit)
+    return paint_unit(painter(), config, run_dir, unit_id, unit)
 
 
 def paint_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
@@ -36,10 +66,7 @@ def paint_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
     frame = painter.paint(maps, unit["prompt"], unit["seed"], height, width)
     if frame.shape[:2] != (config.rollout.height, config.rollout.width):
         frame = np.asarray(Image.fromarray(frame).resize((config.rollout.width, config.rollout.height), Image.BICUBIC))
-    path = first_frame_path(run_dir, unit_id)
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    _write_png(first_frame_path(run_dir, unit_id), frame)
     return time.perf_counter() - start
 
 
@@ -54,7 +81,10 @@ def rollout_unit(generator, painter_ids: dict, config, run_dir, unit_id: str, un
         raise FileNotFoundError(f"{path}: first frame unreadable ({err}); rerun first-frames for {unit_id}") from None
     frames = generator.generate(source, first, unit["seed"])
     seconds = time.perf_counter() - start
-    models = {"world_model": generator.model_id, "first_frame": painter_ids.get("flux", ""),
-              **{f"controlnet_{i}": p for i, p in enumerate(painter_ids.get("controlnets", []))}}
+    if is_replay(unit):
+        models = {"world_model": generator.model_id, "first_frame": "recorded frame 0 of the source episode"}
+    else:
+        models = {"world_model": generator.model_id, "first_frame": painter_ids.get("flux", ""),
+                  **{f"controlnet_{i}": p for i, p in enumerate(painter_ids.get("controlnets", []))}}
     write_rollout(run_dir, unit_id, unit, source, frames, models, seconds, config.rollout.fps)
     return time.perf_counter() - start

@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     unit_work.write_rollout = timed_write
     with tempfile.TemporaryDirectory() as tmp:
         models = write_demo_models(Path(tmp) / "models")
-        values = demo_config(models, args.episodes, args.variants)
+        values = demo_config(models, args.episodes, args.variants, replay=False)  # painted clips only: the count below
         values["source"]["max_steps"] = args.steps
         values["rollout"].update(height=args.size, width=args.size)
         start = time.perf_counter()

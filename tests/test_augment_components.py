@@ -85,7 +85,7 @@ def test_ray_mode_gives_the_same_rollouts_as_the_local_runner(models, tmp_path):
         on_ray.run(stages)
     finally:
         ray.shutdown()
-    assert on_ray.manifest.counts() == {"rollout": 2}
+    assert on_ray.manifest.counts() == {"rollout": 3}  # 2 painted variants + the replay
     for unit in local.manifest.units:
         with np.load(tmp_path / "local" / "rollouts" / unit / "clip.npz") as a, \
                 np.load(tmp_path / "ray" / "rollouts" / unit / "clip.npz") as b:

@@ -31,7 +31,9 @@ def models(tmp_path_factory):
     return write_demo_models(tmp_path_factory.mktemp("augment_models"))
 
 
-def small_config(models: Path, **source) -> dict:
+def small_config(models: Path, replay: bool = False, **source) -> dict:
+    """Two episodes x two painted variants (+ each episode's replay unit with ``replay``: off
+    unless asked, since other test modules import this for runs of painted units alone)."""
     return {
         "device": "cpu",
         "source": {"path": str(DEMO_DATASET), "max_episodes": 2, "max_steps": 8, **source},
@@ -39,7 +41,7 @@ def small_config(models: Path, **source) -> dict:
             "flux": str(models / "flux"),
             "controlnets": [{"path": str(models / "controlnet-depth"), "condition": "depth"},
                             {"path": str(models / "controlnet-semantics"), "condition": "semantics", "scale": 0.5}],
-            "variants_per_episode": 2, "num_inference_steps": 2, "max_sequence_length": 128,
+            "variants_per_episode": 2, "num_inference_steps": 2, "max_sequence_length": 128, "replay": replay,
         },
         "rollout": {"model": str(models / "orv"), "height": 64, "width": 64, "chunk_frames": 8,
                     "num_inference_steps": 2},
@@ -62,7 +64,7 @@ def rollout_frames(run_dir: Path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def finished_run(models, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("augment_run") / "run"
-    summary = AugmentRun(config_from_dict(small_config(models)), run_dir, progress=False).run()
+    summary = AugmentRun(config_from_dict(small_config(models, replay=True)), run_dir, progress=False).run()
     return run_dir, summary
 
 
@@ -70,9 +72,9 @@ def test_whole_loop_writes_rollouts_verdicts_export_and_report(finished_run):
     from orv_engine.data.rlds_reader import RLDSReader
 
     run_dir, summary = finished_run
-    assert summary["units"] == {"scored": 4}
+    assert summary["units"] == {"scored": 6}  # 2 episodes x (2 painted variants + the replay)
     frames = rollout_frames(run_dir)
-    assert len(frames) == 4
+    assert len(frames) == 6
     for unit, video in frames.items():
         assert video.shape == (8, 64, 64, 3) and video.dtype == np.uint8
         record = json.loads((run_dir / "rollouts" / unit / "rollout.json").read_text())
@@ -97,7 +99,7 @@ def test_whole_loop_writes_rollouts_verdicts_export_and_report(finished_run):
 def test_rerun_of_a_finished_run_does_no_work(finished_run, models):
     run_dir, _ = finished_run
     before = {p: p.stat().st_mtime_ns for p in (run_dir / "rollouts").rglob("clip.npz")}
-    runner = AugmentRun(config_from_dict(small_config(models)), run_dir, progress=False)
+    runner = AugmentRun(config_from_dict(small_config(models, replay=True)), run_dir, progress=False)
     runner.run()
     assert runner._painter is None and runner._generator is None  # no model loaded
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "rollouts").rglob("clip.npz")} == before
@@ -124,7 +126,7 @@ def _wait_for(run_dir: Path, stage: str, proc, timeout: float = 240) -> None:
 def test_sigkill_at_several_points_then_resume_gives_the_same_clips(finished_run, models, tmp_path):
     reference_dir, _ = finished_run
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(small_config(models)))
+    config.write_text(yaml.safe_dump(small_config(models, replay=True)))
     run_dir = tmp_path / "run"
     args = ["run", "--config", str(config), "--run-dir", str(run_dir), "--no-progress"]
     for stage in ("first_frame", "rollout"):  # killed mid first frames, then mid rollouts
@@ -135,7 +137,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_same_clips(finished_run
     counts = {}
     for rec in all_shards(run_dir)[0]["units"].values():
         counts[rec["stage"]] = counts.get(rec["stage"], 0) + 1
-    assert counts.get("scored", 0) < 4  # it really was interrupted
+    assert counts.get("scored", 0) < 6  # it really was interrupted
     proc = _run_cli(args)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     got, want = rollout_frames(run_dir), rollout_frames(reference_dir)
