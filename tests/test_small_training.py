@@ -35,9 +35,18 @@ def _vae_overrides(out, steps=4, **extra):
 
 def test_vae_trainer_resumes_exactly_and_saves_a_loadable_vae(tmp_path):
     whole = VAETrainer(load_config(VAE_CONFIG, _vae_overrides(tmp_path / "whole"))).train()
-    # the same run, stopped after its step-2 checkpoint, then resumed by a new process
+
+    class Killed(Exception):
+        pass
+
+    class KilledAfterStep2(VAETrainer):  # the same run, killed right after its step-2 checkpoint
+        def save_checkpoint(self, step):
+            super().save_checkpoint(step)
+            raise Killed
+
     cut = _vae_overrides(tmp_path / "cut")
-    VAETrainer(load_config(VAE_CONFIG, cut + ["train.max_steps=2"])).train()
+    with pytest.raises(Killed):
+        KilledAfterStep2(load_config(VAE_CONFIG, cut)).train()
     resumed = VAETrainer(load_config(VAE_CONFIG, cut)).train(resume="latest")
 
     log = lambda out: [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
@@ -51,7 +60,7 @@ def test_vae_trainer_resumes_exactly_and_saves_a_loadable_vae(tmp_path):
 
 
 @pytest.mark.parametrize("override, key", [("data.num_frames=8", "num_frames"), ("data.crop=30", "crop"),
-                                           ("model.block_out_channels=[16, 24]", "block_out_channels"),
+                                           ("model.block_out_channels=[16, 30]", "block_out_channels"),
                                            ("data.path=/nonexistent", "data.path")])
 def test_vae_config_errors_name_the_key(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -85,6 +94,8 @@ def test_a_run_without_conditions_reads_a_store_made_with_them(tmp_path):
 def init_pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8), latent_channels=16, layers_per_block=1,
+                                 down_block_types=("CogVideoXDownBlock3D",) * 3,
+                                 up_block_types=("CogVideoXUpBlock3D",) * 3,
                                  norm_num_groups=4, sample_height=64, sample_width=64)
     vae.save_pretrained(root / "vae")
     return write_init_pipeline(root / "vae", root / "init", num_layers=1), root

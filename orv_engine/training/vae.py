@@ -130,8 +130,8 @@ class VAEConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(path, overrides=()) -> VAEConfig:
-    return config_validation.load_config(VAEConfig, path, overrides, _check_inputs)
+def load_config(path, overrides=(), check_paths: bool = True) -> VAEConfig:
+    return config_validation.load_config(VAEConfig, path, overrides, _check_inputs if check_paths else None)
 
 
 def _check_inputs(config: VAEConfig) -> None:
