@@ -34,11 +34,12 @@ from diffusers import AutoencoderKLCogVideoX
 from diffusers.optimization import get_scheduler
 
 from orv_engine import config_validation
-from orv_engine.config_validation import ConfigError, check_range, option
+from orv_engine.config_validation import ConfigError, check_choices, check_range, option
 from orv_engine.data.errors import DatasetError
 from orv_engine.data.rlds_reader import RLDSReader
 from orv_engine.evaluation.psnr_ssim import psnr_frames
 from orv_engine.training.accelerated_run import AcceleratedRun
+from orv_engine.training.config import MixedPrecision, Tracker, check_tracker
 
 
 @dataclass
@@ -104,13 +105,14 @@ class VAETrainConfig:
     max_steps: int = option(2000, help="optimizer steps")
     batch_size: int = option(4, help="clips per step")
     gradient_accumulation_steps: int = option(1, help="micro-batches per step")
-    mixed_precision: str = option("no", help="no, bf16, fp16 (CPU: no)")
+    mixed_precision: MixedPrecision = option("no", help="auto (bf16 on GPU, no on CPU), bf16, fp16, no")
     checkpoint_every: int = option(250, help="steps between checkpoints")
     checkpoints_total_limit: int | None = option(2, help="checkpoints kept")
     log_every: int = option(25, help="steps between log lines")
     val_every: int = option(500, help="steps between held-out PSNR measurements; 0: only at the end")
 
     def __post_init__(self):
+        check_choices(self)
         check_range(self, "max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every")
         check_range(self, "val_every", low_open=False)
 
@@ -124,7 +126,11 @@ class VAEConfig:
     loss: VAELossConfig = option(factory=VAELossConfig, help="reconstruction + KL")
     optim: VAEOptimConfig = option(factory=VAEOptimConfig, help="AdamW and schedule")
     train: VAETrainConfig = option(factory=VAETrainConfig, help="steps, batches, checkpoints")
-    tracker: str = option("none", help="none or tensorboard")
+    tracker: Tracker = option("none", help="none or tensorboard")
+
+    def __post_init__(self):
+        check_choices(self)
+        check_tracker(self.tracker)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
