@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from augment.first_frames.controlnets import controlnet_config, controlnet_set_problem, flux_axes_dims_rope
 from filtering.config import FilterConfig
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, check_choices, check_range, option
+from orv_engine.models.checkpoint_files import CheckpointError
 
 # Appearance prompts for new first frames (paper Sec. 9 / 10.3.1: new surfaces, lighting and
 # backgrounds for the same geometry). Variant k of an episode uses prompts[k % len(prompts)].
@@ -48,8 +50,9 @@ class SourceConfig:
 
 @dataclass
 class ControlNetConfig:
-    path: str = option("", help="a diffusers FluxControlNetModel folder (e.g. XLabs' depth ControlNet, "
-                                "diffusers format)")
+    path: str = option("", help="a diffusers FluxControlNetModel folder, or one of XLabs' released single-file "
+                                "ControlNets (e.g. flux-controlnet-depth-v3.safetensors, converted on load; "
+                                "orv-convert xlabs-controlnet writes the folder once)")
     condition: Literal["depth", "semantics"] = option("depth", help="which rendered map it reads: depth | "
                                                                     "semantics")
     scale: float = option(0.7, help="controlnet_conditioning_scale")
@@ -222,6 +225,26 @@ def _need(key: str, value: str | None, what: str, problems: list[str]) -> None:
         problems.append(f"{key}: {value} does not exist ({what})")
 
 
+def _check_controlnets(first_frames: FirstFramesConfig, problems: list[str]) -> None:
+    """Each path a loadable ControlNet (header/config only), the set one that runs together."""
+    axes_dims_rope = flux_axes_dims_rope(first_frames.flux)
+    configs, names = [], []
+    for i, cn in enumerate(first_frames.controlnets):
+        key = f"first_frames.controlnets[{i}].path"
+        _need(key, cn.path, "a FluxControlNetModel folder or an XLabs ControlNet .safetensors file", problems)
+        if not cn.path or not Path(cn.path).expanduser().exists():
+            continue
+        try:
+            configs.append(controlnet_config(cn.path, axes_dims_rope))
+            names.append(f"first_frames.controlnets[{i}] ({cn.path})")
+        except CheckpointError as err:
+            problems.append(f"{key}: {err}")
+    if len(configs) == len(first_frames.controlnets):
+        problem = controlnet_set_problem(configs, names)
+        if problem:
+            problems.append(f"first_frames.controlnets: {problem}")
+
+
 def check_inputs(config: AugmentConfig, stages) -> None:
     """Every checkpoint and dataset the given stages read must exist: fail before any work."""
     problems: list[str] = []
@@ -230,8 +253,7 @@ def check_inputs(config: AugmentConfig, stages) -> None:
         _need("source.path", config.source.path, "the source RLDS dataset", problems)
     if "first_frames" in stages:
         _need("first_frames.flux", config.first_frames.flux, "a FLUX.1-dev pipeline folder", problems)
-        for i, cn in enumerate(config.first_frames.controlnets):
-            _need(f"first_frames.controlnets[{i}].path", cn.path, "a FluxControlNetModel folder", problems)
+        _check_controlnets(config.first_frames, problems)
     if "rollouts" in stages:
         _need("rollout.model", config.rollout.model, "an ORV pipeline folder", problems)
     if "scores" in stages and config.score.enabled and not config.score.checks_only:
@@ -241,4 +263,4 @@ def check_inputs(config: AugmentConfig, stages) -> None:
     if "merge" in stages and config.merge.bridge:
         _need("merge.bridge", config.merge.bridge, "the BridgeV2 TFDS folder", problems)
     if problems:
-        raise ConfigError("missing inputs, nothing was started:\n  " + "\n  ".join(problems))
+        raise ConfigError("missing or unusable inputs, nothing was started:\n  " + "\n  ".join(problems))

@@ -6,10 +6,12 @@ and a seed pick the look. One ControlNet uses ``FluxControlNetModel`` directly; 
 (depth + semantics) go through ``FluxMultiControlNetModel``, each with its own scale.
 XLabs-style ControlNets (``input_hint_block``: the control image enters in pixel space, as
 the XLabs depth ControlNet the paper uses) and InstantX-style ones (control image through
-the VAE) both work: the pipeline tells them apart by themselves.
+the VAE) both work, each set of one family: the pipeline decides from the first net, so a
+mixed set is refused before loading (:mod:`augment.first_frames.controlnets`).
 
-Real checkpoints (local folders): FLUX.1-dev and an XLabs depth ControlNet in diffusers
-format; on a GPU load them in bfloat16 (``dtype`` in the config).
+Real checkpoints (local): FLUX.1-dev as a folder; a ControlNet as a diffusers folder or one
+of XLabs' released ``.safetensors`` files (converted in memory, rotary axes from FLUX's
+transformer config); on a GPU load them in bfloat16 (``dtype`` in the config).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxMultiControlNetModel
+from diffusers import FluxControlNetPipeline, FluxMultiControlNetModel
 from PIL import Image
 
+from augment.first_frames.controlnets import (controlnet_config, controlnet_set_problem, flux_axes_dims_rope,
+                                              load_controlnet)
+from orv_engine.config_validation import ConfigError
 from orv_engine.occupancy.condition_images import depth_image, semantic_image
 
 
@@ -47,7 +52,12 @@ class FirstFramePainter:
                  num_inference_steps: int = 28, guidance_scale: float = 3.5, max_sequence_length: int = 512):
         self.kinds = [cn.condition for cn in controlnets]
         self.scales = [float(cn.scale) for cn in controlnets]
-        nets = [FluxControlNetModel.from_pretrained(Path(cn.path), dtype=dtype) for cn in controlnets]
+        axes_dims_rope = flux_axes_dims_rope(flux_path)
+        names = [f"first_frames.controlnets[{i}] ({cn.path})" for i, cn in enumerate(controlnets)]
+        problem = controlnet_set_problem([controlnet_config(cn.path, axes_dims_rope) for cn in controlnets], names)
+        if problem:
+            raise ConfigError(f"first_frames.controlnets: {problem}")
+        nets = [load_controlnet(cn.path, dtype, axes_dims_rope) for cn in controlnets]
         controlnet = nets[0] if len(nets) == 1 else FluxMultiControlNetModel(nets)
         self.pipe = FluxControlNetPipeline.from_pretrained(Path(flux_path), controlnet=controlnet, dtype=dtype)
         self.pipe.to(device)

@@ -2,12 +2,16 @@
 it in memory at every load.
 
     orv-convert orv-official SRC DST      # an official ORV transformer folder (OrangeSodahub/ORV)
+    orv-convert xlabs-controlnet FILE DST # an XLabs FLUX ControlNet .safetensors (XLabs-AI/x-flux)
 
 ``SRC`` is a transformer folder written by upstream's ``CogVideoXTransformer3DModelTraj``
 (``config.json`` + one or several safetensors files); ``DST`` becomes an
 ``ORVTransformer3DModel`` (or, for upstream's multi-view models,
 ``ORVMultiViewTransformer3DModel``) folder whose config records the preprocessing upstream
-trained with. The weights keep their stored precision unless ``--dtype`` says otherwise.
+trained with. ``FILE`` is one of XLabs' released single-file ControlNets
+(``flux-controlnet-depth-v3.safetensors``, ...); ``DST`` becomes a diffusers
+``FluxControlNetModel`` folder (:mod:`orv_engine.models.xlabs_controlnet`). The weights keep
+their stored precision unless ``--dtype`` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_files
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
 from orv_engine.models.upstream_orv import is_upstream_config
+from orv_engine.models.xlabs_controlnet import FLUX1_AXES_DIMS_ROPE, convert_xlabs_controlnet
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -68,10 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     official.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
     official.add_argument("--condition-kinds", nargs="+", default=None,
                           help="for an upstream model with one condition: depth or semantics")
+    xlabs = sub.add_parser("xlabs-controlnet", help="an XLabs FLUX ControlNet .safetensors -> FluxControlNetModel")
+    xlabs.add_argument("src", type=Path,
+                       help="XLabs' single-file ControlNet (e.g. flux-controlnet-depth-v3.safetensors)")
+    xlabs.add_argument("dst", type=Path, help="new folder to write")
+    xlabs.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
+    xlabs.add_argument("--axes-dims-rope", type=int, nargs=3, default=list(FLUX1_AXES_DIMS_ROPE),
+                       help="the base FLUX model's rotary axes (the file does not record them); default FLUX.1's")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        dst = convert_official(args.src, args.dst, args.dtype, args.condition_kinds)
+        if args.source == "xlabs-controlnet":
+            dst = convert_xlabs_controlnet(args.src, args.dst, args.dtype, args.axes_dims_rope)
+        else:
+            dst = convert_official(args.src, args.dst, args.dtype, args.condition_kinds)
     except CheckpointError as error:
         print(f"orv-convert: {error}", file=sys.stderr)
         return 2

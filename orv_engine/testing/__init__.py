@@ -5,7 +5,8 @@ pipeline a user runs with real checkpoints, on a machine that cannot download th
 compute nothing meaningful.
 
     tiny_orv.py   T5 / CogVideoX VAE / scheduler / ORV transformer pipeline folders
-    tiny_flux.py  FLUX.1 pipeline folders and XLabs-style ControlNets
+    tiny_flux.py  FLUX.1 pipeline folders and XLabs-style ControlNets (diffusers format)
+    tiny_xlabs.py XLabs' released single-file ControlNet format (x-flux ControlNetFlux keys)
     tiny_vla.py   Kosmos-2 and PaliGemma backbone folders with locally trained tokenizers
 
     python -m orv_engine.testing.tiny_orv outputs/tiny-orv-random
