@@ -5,7 +5,13 @@ Variants (``orv_engine.small.VARIANTS``, same budget and seeds): (a) ``no_action
 action token), (b) ``actions``, (c) ``actions_occupancy`` (+ depth and semantics rendered from
 the 4D occupancy: "coarse"), (d) ``actions_fine`` (+ the simulator's own depth and
 segmentation: "fine"). Swap: (c) evaluated on fine maps (``coarse_on_fine``) and (d) on
-coarse maps (``fine_on_coarse``), each with its PSNR drop against its own maps.
+coarse maps (``fine_on_coarse``), each with its PSNR drop against its own maps. And (b) run
+with the null action token (``null_token.actions``): how much of (b)'s lead over (a) its
+actions carry; the repository ships (b) and (c) only, so this is the CI test's stand-in for (a).
+Variants missing from ``--weights`` are left out of the table (and said so). Two reference
+rows frame the numbers: ``copy_first_frame`` (every frame is the given one: what a model that
+learnt no motion scores) and ``vae_reconstruction`` (the clips through the VAE alone: the
+ceiling of any rollout it decodes).
 
 Clips: the first ``--clips`` of the dataset's ``val`` split in file order, cut as training
 cuts them (``configs/small``: preset ``sim``, 17 real frames at 64x64, a clip every 8 steps)
@@ -32,10 +38,18 @@ from pathlib import Path
 import torch
 
 from orv_engine.data.rlds_reader import resolve_dataset_dir
-from orv_engine.small import SMALL_ORV_DIR, VARIANTS, small_orv_available
-from orv_engine.small.evaluate import evaluate_variant, load_variant_pipeline, write_contact_sheet
+from orv_engine.small import SMALL_ORV_DIR, VARIANTS, present_variants, small_orv_available
+from orv_engine.small.evaluate import (
+    copy_first_frame,
+    evaluate_pipeline,
+    evaluate_variant,
+    load_variant_pipeline,
+    vae_reconstruction,
+    write_contact_sheet,
+)
 from orv_engine.small.heldout import (
     MAKE_DATA_HINT,
+    MAPS_VERSION,
     SMALL_CLIP,
     SMALL_PRESET,
     auto_renderer,
@@ -63,7 +77,7 @@ def log(message: str) -> None:
 def heldout_clips(data: Path, cache: Path, count: int, split: str = "val"):
     """The first ``count`` clips of ``split``, from ``cache`` when it was made from the same
     dataset and clip settings (and holds enough of them), else extracted and cached."""
-    expected = {"dataset": str(Path(data).expanduser().resolve()), "split": split,
+    expected = {"dataset": str(Path(data).expanduser().resolve()), "split": split, "maps_version": MAPS_VERSION,
                 "clip_config": heldout_clip_config(SMALL_PRESET, SMALL_CLIP).to_dict()}
     if cache.is_file():
         metadata = read_metadata(cache)
@@ -97,30 +111,45 @@ def release(pipe) -> None:
 def run(args) -> dict:
     start = time.time()
     weights = Path(args.weights)
-    if not small_orv_available(weights):
-        raise FileNotFoundError(f"the small ORV weights are not (all) at {weights}: {MAKE_WEIGHTS_HINT}")
+    present = present_variants(weights)
+    if not small_orv_available(weights, variants=()) or not present:
+        raise FileNotFoundError(f"the small ORV weights are not at {weights}: {MAKE_WEIGHTS_HINT}")
+    missing = [name for name in VARIANTS if name not in present]
+    if missing:
+        log(f"not in {weights}, left out: {', '.join(missing)} (all four: --weights outputs/small/shipped)")
     clips = heldout_clips(Path(args.data), Path(args.heldout), args.clips, args.split)
     common = dict(num_inference_steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                   keep_videos=bool(args.sheets))
-    results, swaps = {}, {}
-    for name in VARIANTS:
+    results, swaps, null_token = {}, {}, {}
+    reference = {"copy_first_frame": copy_first_frame(clips)}
+    for name in present:
         t = time.time()
         pipe = load_variant_pipeline(weights, name, args.device, args.dtype)
+        if "vae_reconstruction" not in reference:
+            reference["vae_reconstruction"] = vae_reconstruction(pipe, clips, args.batch_size)
+            log(f"VAE reconstruction: PSNR {reference['vae_reconstruction'].psnr:.2f}; copying the first frame: "
+                f"{reference['copy_first_frame'].psnr:.2f}")
         results[name] = evaluate_variant(weights, name, clips, pipeline=pipe, **common)
         log(f"{name}: PSNR {results[name].psnr:.2f} SSIM {results[name].ssim:.4f} ({time.time() - t:.0f} s)")
         for swap, (variant, source) in SWAPS.items():
             if variant == name:
                 swaps[swap] = evaluate_variant(weights, name, clips, source, pipeline=pipe, **common)
                 log(f"{swap}: PSNR {swaps[swap].psnr:.2f} SSIM {swaps[swap].ssim:.4f}")
+        if name == "actions":
+            null_token[name] = evaluate_pipeline(pipe, clips, uses_actions=False, name=f"{name}_null_token",
+                                                 **common)
+            log(f"{name} with the null action token: PSNR {null_token[name].psnr:.2f}")
         release(pipe)
     if args.sheets:
         sheets = Path(args.sheets)
         for name, result in [*results.items(), *swaps.items()]:
             write_contact_sheet(result, clips, sheets / f"{name}.png", max_clips=args.sheet_clips)
         log(f"contact sheets in {sheets}")
-    first = results["actions_occupancy"]
+    first = next(iter(results.values()))
     return {
         "variants": {name: {"psnr": r.psnr, "ssim": r.ssim} for name, r in results.items()},
+        "null_token": {name: {"psnr": r.psnr, "ssim": r.ssim} for name, r in null_token.items()},
+        "reference": {name: {"psnr": r.psnr, "ssim": r.ssim} for name, r in reference.items()},
         "swap": {swap: {"psnr": r.psnr, "ssim": r.ssim, "psnr_drop": results[SWAPS[swap][0]].psnr - r.psnr}
                  for swap, r in swaps.items()},
         "clips": len(clips),
@@ -143,6 +172,10 @@ def table(result: dict) -> str:
              "", f"{'variant':24s} {'maps':7s} {'PSNR':>7s} {'SSIM':>7s}"]
     for name, r in result["variants"].items():
         lines.append(f"({letters[name]}) {name:20s} {maps[name]:7s} {r['psnr']:7.2f} {r['ssim']:7.4f}")
+    for name, r in result.get("reference", {}).items():
+        lines.append(f"    {name:20s} {'-':7s} {r['psnr']:7.2f} {r['ssim']:7.4f}")
+    for name, r in result.get("null_token", {}).items():
+        lines.append(f"({letters[name]}) {name + ' + null token':20s} {maps[name]:7s} {r['psnr']:7.2f} {r['ssim']:7.4f}")
     lines += ["", f"{'swap (Table 7)':24s} {'maps':7s} {'PSNR':>7s} {'SSIM':>7s} {'PSNR drop':>10s}"]
     for swap, r in result["swap"].items():
         variant, source = SWAPS[swap]

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from orv_engine.config_validation import ConfigError
 from orv_engine.models import ORVTransformer3DModel
 from orv_engine.pipelines import ORVPipeline
-from orv_engine.small import VARIANTS, small_orv_available
+from orv_engine.small import PACKAGED_VARIANTS, VARIANTS, present_variants, reproduce, small_orv_available
 from orv_engine.small.build import assemble_shipped, write_init_pipeline
 from orv_engine.training import latents
 from orv_engine.training.config import load_config as load_train_config
@@ -109,7 +109,7 @@ def test_the_init_pipeline_is_a_small_orv_on_the_given_vae(init_pipeline):
     assert t.text_embed_dim == pipe.text_encoder.config.d_model and t.num_layers == 1
 
 
-def test_the_shipped_folder_holds_four_float16_variants_that_load_as_trained(init_pipeline, tmp_path):
+def test_the_shipped_folder_holds_four_float16_variants_that_load_as_trained(init_pipeline, tmp_path, monkeypatch):
     init, root = init_pipeline
     trained = {}
     for i, (name, variant) in enumerate(VARIANTS.items()):
@@ -133,6 +133,18 @@ def test_the_shipped_folder_holds_four_float16_variants_that_load_as_trained(ini
     assert pipe.transformer.config.condition_kinds == ["depth", "semantics"]
     with pytest.raises(ValueError, match="actions_fine"):
         assemble_shipped(init, root / "vae", {n: root / n for n in list(trained)[:3]}, tmp_path / "x")
+
+    # --ship copies the pipeline parts, the held-out clips and the packaged variants only
+    (out / "heldout").mkdir()
+    (out / "heldout" / "clips.npz").write_bytes(b"clips")
+    package = tmp_path / "package" / "small_orv"
+    monkeypatch.setattr(reproduce, "OUT", tmp_path)
+    monkeypatch.setattr(reproduce, "SMALL_ORV_DIR", package)
+    reproduce.stage_ship(copy_into_package=True)
+    assert present_variants(package) == list(PACKAGED_VARIANTS) and small_orv_available(package)
+    assert not small_orv_available(package, variants=VARIANTS)
+    assert (package / "heldout" / "clips.npz").read_bytes() == b"clips"
+    assert not (package / "variants" / "no_actions").exists() and not (package / "variants" / "actions_fine").exists()
 
 
 def test_an_interrupted_pre_encoding_resumes_without_redoing_clips(tmp_path, bridge_debug):

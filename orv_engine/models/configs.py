@@ -93,13 +93,16 @@ ORV_TINY: dict = {
 # The small ORV trained on a CPU here (issue [small-orv]): 64x64 frames through a small
 # CogVideoX VAE with 4x spatial compression (16x16x16 latents; see configs/small/vae.yaml for
 # why not 8x), patch size 4 (so 16 tokens per latent frame, as 2B's patch 2 on an 8x VAE),
-# 17 frames (5 latent frames, 80 vision tokens), 4 blocks of 3 heads x 64, a 96-d time
-# embedding (four variants fit the 30 MB shipping budget in float16); the paper's action MLP
-# shape (28 -> 4*E -> E).
+# 17 frames (5 latent frames, 80 vision tokens), 4 blocks of 4 heads x 64, a 96-d time
+# embedding; the paper's action MLP shape (28 -> 4*E -> E). Why 4 heads (256 wide) and not 3:
+# a patch-4 token carries 4*4*16 = 256 latent values out (and twice that in, with the first
+# frame's), which a 192-wide token cannot pass through; the 3-head model could not even
+# reproduce the static background (v1, docs/small_orv.md). Three variants fit the 30 MB
+# shipping budget in float16.
 ORV_SMALL: dict = {
     **COGVIDEOX_2B,
     "attention_head_dim": 64,
-    "num_attention_heads": 3,
+    "num_attention_heads": 4,
     "num_layers": 4,
     "in_channels": 32,
     "out_channels": 16,

@@ -8,10 +8,15 @@ from their own modules only when used.
 """
 
 from orv_engine.occupancy.alignment import DepthAlignment, fit_depth_alignment, rescale_cameras
-from orv_engine.occupancy.clip_conditions import clip_condition_maps, episode_condition_maps
+from orv_engine.occupancy.clip_conditions import (
+    clip_condition_maps,
+    episode_condition_maps,
+    recorded_clip_maps,
+    recorded_condition_maps,
+)
 from orv_engine.occupancy.condition_maps import ConditionMaps, ViewCamera, render_condition_maps, render_views
 from orv_engine.occupancy.errors import OccupancyInputError
-from orv_engine.occupancy.from_episode import occupancy_from_episode
+from orv_engine.occupancy.from_episode import episode_grid, occupancy_from_episode
 from orv_engine.occupancy.gaussian_scale import GaussianScaleRule
 from orv_engine.occupancy.grid import VoxelGrid
 from orv_engine.occupancy.occupancy4d import Occupancy4D
@@ -22,8 +27,9 @@ from orv_engine.occupancy.storage import load_occupancy, save_occupancy
 from orv_engine.occupancy.voxelize import voxelize
 
 __all__ = [
-    "BACKGROUND_LABEL", "ConditionMaps", "clip_condition_maps", "episode_condition_maps", "DepthAlignment", "GaussianScaleRule", "Occupancy4D",
-    "OccupancyInputError", "SplatSettings", "ViewCamera", "VoxelGrid", "depth_to_points",
-    "fit_depth_alignment", "load_occupancy", "occupancy_from_episode", "point_map_to_points",
+    "BACKGROUND_LABEL", "ConditionMaps", "clip_condition_maps", "episode_condition_maps", "DepthAlignment",
+    "GaussianScaleRule", "Occupancy4D", "OccupancyInputError", "SplatSettings", "ViewCamera", "VoxelGrid",
+    "depth_to_points", "episode_grid", "fit_depth_alignment", "load_occupancy", "occupancy_from_episode",
+    "point_map_to_points", "recorded_clip_maps", "recorded_condition_maps",
     "render_condition_maps", "render_views", "rescale_cameras", "save_occupancy", "voxelize",
 ]

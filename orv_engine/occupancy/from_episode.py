@@ -21,8 +21,9 @@ from orv_engine.occupancy.points import FramePoints, depth_to_points, merge
 FALLBACK_EXTENT = EXTENT_PRESETS["droid"]
 
 
-def episode_frame_points(episode, cameras=None, label_map=None) -> list[FramePoints]:
-    """Per-frame world points of ``episode`` from all (or the given) cameras' depth maps.
+def episode_frame_points(episode, cameras=None, label_map=None, steps=None) -> list[FramePoints]:
+    """Per-frame world points of ``episode`` from all (or the given) cameras' depth maps, for
+    every frame (or the given ``steps``).
 
     ``label_map`` optionally maps raw segmentation ids to label ids (``(max_id + 1,)`` array).
     """
@@ -34,6 +35,7 @@ def episode_frame_points(episode, cameras=None, label_map=None) -> list[FramePoi
             )
     cameras = list(cameras) if cameras is not None else list(episode.depth)
     num_frames = len(episode)
+    steps = list(range(num_frames)) if steps is None else list(steps)
     per_camera = []
     for cam in cameras:
         for name in ("depth", "intrinsics", "extrinsics"):
@@ -63,9 +65,21 @@ def episode_frame_points(episode, cameras=None, label_map=None) -> list[FramePoi
                 seg = label_map[seg]
         per_camera.append([
             depth_to_points(depth[t], K[t], pose[t], None if seg is None else seg[t])
-            for t in range(num_frames)
+            for t in steps
         ])
-    return [merge([cam_points[t] for cam_points in per_camera]) for t in range(num_frames)]
+    return [merge([cam_points[i] for cam_points in per_camera]) for i in range(len(steps))]
+
+
+def episode_grid(episode, cameras=None, voxel_size: float = DEFAULT_VOXEL_SIZE, first_points=None) -> VoxelGrid:
+    """The grid :func:`occupancy_from_episode` builds by default: the dataset's extent preset
+    centred on the median of the first frame's points (``first_points``, or back-projected
+    from ``cameras``' depth)."""
+    extent = EXTENT_PRESETS.get(episode.meta.dataset, FALLBACK_EXTENT)
+    if first_points is None:
+        first_points = episode_frame_points(episode, cameras, steps=[0])[0].points
+    if first_points.shape[0] == 0:
+        raise OccupancyInputError("depth: the first frame has no valid depth to centre the grid on")
+    return VoxelGrid.from_extent(np.median(first_points, axis=0), extent, voxel_size)
 
 
 def occupancy_from_episode(episode, grid: VoxelGrid | None = None, cameras=None,
@@ -80,9 +94,5 @@ def occupancy_from_episode(episode, grid: VoxelGrid | None = None, cameras=None,
     if not label_names and label_map is None and getattr(episode, "labels", None):
         label_names = tuple(episode.labels)  # segmentation values index episode.labels
     if grid is None:
-        extent = EXTENT_PRESETS.get(episode.meta.dataset, FALLBACK_EXTENT)
-        first = frames[0].points
-        if first.shape[0] == 0:
-            raise OccupancyInputError("depth: the first frame has no valid depth to centre the grid on")
-        grid = VoxelGrid.from_extent(np.median(first, axis=0), extent, voxel_size)
+        grid = episode_grid(episode, voxel_size=voxel_size, first_points=frames[0].points)
     return Occupancy4D.from_points(frames, grid, label_names)

@@ -178,23 +178,55 @@ def evaluate_pipeline(pipe: ORVPipeline, clips: Sequence[HeldoutClip], *, uses_a
                 generator=[torch.Generator("cpu").manual_seed(seed + begin + i) for i in range(len(batch))],
                 output_type="latent",
             ).frames
-            decoded = pipe.decode_latents(latents)  # every frame, the one after the last action included
-            result = pipe.video_processor.postprocess_video(video=decoded.float(), output_type="np")
-            for clip, video in zip(batch, np.asarray(result)):
-                real = clip.num_real_frames
-                generated = np.clip(np.rint(video[:real] * 255.0), 0, 255).astype(np.uint8)
-                truth = clip.frames[:real]
-                psnr, _ = finite_mean(psnr_frames(generated[1:], truth[1:]))
-                ssim = float(np.mean(ssim_frames(generated[1:], truth[1:])))
-                scores.append(ClipScore(clip.episode_id, clip.start, psnr, ssim))
+            for clip, generated in zip(batch, _decoded_frames(pipe, latents, batch)):
+                scores.append(score_clip(generated, clip))
                 if keep_videos:
                     videos.append(generated)
+    return _result(name, condition_source, scores, clips, steps, seed, videos if keep_videos else None)
+
+
+def score_clip(generated: np.ndarray, clip: HeldoutClip) -> ClipScore:
+    """PSNR / SSIM of a clip's generated frames 1 .. R-1 against its ground truth (uint8 (R, H, W, 3))."""
+    psnr, _ = finite_mean(psnr_frames(generated[1:], clip.frames[1:len(generated)]))
+    ssim = float(np.mean(ssim_frames(generated[1:], clip.frames[1:len(generated)])))
+    return ClipScore(clip.episode_id, clip.start, psnr, ssim)
+
+
+def _decoded_frames(pipe: ORVPipeline, latents: torch.Tensor, batch: Sequence[HeldoutClip]) -> list[np.ndarray]:
+    """Latents -> each clip's real frames as uint8, through the pipeline's VAE and video processor."""
+    decoded = pipe.decode_latents(latents)  # every frame, the one after the last action included
+    result = pipe.video_processor.postprocess_video(video=decoded.float(), output_type="np")
+    return [np.clip(np.rint(video[:clip.num_real_frames] * 255.0), 0, 255).astype(np.uint8)
+            for clip, video in zip(batch, np.asarray(result))]
+
+
+def _result(name, condition_source, scores, clips, steps, seed, videos) -> VariantResult:
     psnr, _ = finite_mean([s.psnr for s in scores])
     return VariantResult(
         variant=name, condition_source=condition_source, psnr=psnr, ssim=float(np.mean([s.ssim for s in scores])),
         clips=scores, num_inference_steps=steps, seed=seed, scored_frames=(1, clips[0].num_real_frames - 1),
-        videos=videos if keep_videos else None,
+        videos=videos,
     )
+
+
+def copy_first_frame(clips: Sequence[HeldoutClip]) -> VariantResult:
+    """The trivial predictor, scored like a variant: every frame is the first one (a rollout that
+    does not beat it has learnt nothing about motion)."""
+    scores = [score_clip(np.repeat(c.frames[:1], c.num_real_frames, axis=0), c) for c in clips]
+    return _result("copy_first_frame", None, scores, clips, 0, 0, None)
+
+
+@torch.no_grad()
+def vae_reconstruction(pipe: ORVPipeline, clips: Sequence[HeldoutClip], batch_size: int = 8) -> VariantResult:
+    """The clips through the pipeline's VAE alone (posterior mode), scored like a variant: the
+    ceiling of any rollout decoded by this VAE."""
+    scores = []
+    for begin in range(0, len(clips), max(1, batch_size)):
+        batch = clips[begin: begin + max(1, batch_size)]
+        video = torch.from_numpy(np.stack([c.frames for c in batch])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        latents = pipe.encode_video(video.to(pipe.vae.device), sample=False)
+        scores += [score_clip(g, c) for c, g in zip(batch, _decoded_frames(pipe, latents, batch))]
+    return _result("vae_reconstruction", None, scores, clips, 0, 0, None)
 
 
 def evaluate_variant(pipeline_root: str | Path, variant_name: str, clips: Sequence[HeldoutClip],

@@ -14,8 +14,8 @@ and each clip gets the raw maps both condition sources of training give it:
 
 - ``coarse``: ``conditions_source: occupancy``, the episode's 4D occupancy rendered by Occ2GS
   (:func:`orv_engine.occupancy.clip_condition_maps`);
-- ``fine``: ``conditions_source: episode``, the simulator's own depth and segmentation
-  (:func:`orv_engine.training.data.episode_condition_maps`).
+- ``fine``: ``conditions_source: episode``, the simulator's own depth and segmentation kept
+  to the occupancy's volume (:func:`orv_engine.occupancy.recorded_clip_maps`).
 
 Maps are stored raw (depth in metres, label ids), as training computes them before
 :mod:`orv_engine.occupancy.condition_images` turns them into the images of a checkpoint's
@@ -54,11 +54,11 @@ import numpy as np
 
 from orv_engine.data.clip_dataset import ClipDataset
 from orv_engine.data.clips import Clip, ClipConfig, chunk_align_actions
-from orv_engine.occupancy import clip_condition_maps, occupancy_from_episode
+from orv_engine.occupancy import clip_condition_maps, occupancy_from_episode, recorded_clip_maps
 from orv_engine.occupancy.condition_maps import AUTO_ORDER, RENDERERS
 from orv_engine.small import CONDITION_KINDS, SMALL_ORV_DIR
 from orv_engine.training.config import DataConfig
-from orv_engine.training.data import clip_config_of, episode_condition_maps
+from orv_engine.training.data import clip_config_of
 
 FORMAT = "orv-small-heldout"
 VERSION = 1
@@ -67,6 +67,9 @@ SMALL_CLIP: dict = {"num_frames": 17, "placeholder_frame": False, "height": 64, 
 SOURCES = {"occupancy": "coarse", "episode": "fine"}  # conditions_source -> the record's field
 SHIPPED_HELDOUT = SMALL_ORV_DIR / "heldout" / "clips.npz"
 SHIPPED_MAX_BYTES = 1_500_000
+# How the maps are made; a cache written by other code is made again. 2: fine maps kept to the
+# occupancy's volume (1 showed the floor metres away).
+MAPS_VERSION = 2
 MAKE_DATA_HINT = ("orv-sim generate --appearance randomized --episodes 300 --val-episodes 60 --size 64 "
                   "--jpeg-quality 95 --seed 1000 --out outputs/small/data")
 
@@ -156,7 +159,7 @@ class _HeldoutClips(ClipDataset):
             episode_id=clip.episode_id, instruction=clip.instruction, frames=clip.frames,
             actions=np.ascontiguousarray(clip.actions[r:], dtype=np.float32),
             coarse=_raw_maps(clip_condition_maps(episode, clip, occupancy=occupancy)),
-            fine=_raw_maps(episode_condition_maps(episode, clip)),
+            fine=_raw_maps(recorded_clip_maps(episode, clip, occupancy.grid)),
             states=clip.states, frame_indices=np.asarray(clip.frame_indices, np.int64), camera=clip.camera,
             config=self.clip_config,
         )
@@ -343,7 +346,7 @@ def write_shipped_heldout(dataset_path: str | Path, out_path: str | Path = SHIPP
     order = {key: i for i, key in enumerate(picked)}
     clips.sort(key=lambda c: order[(c.episode_id, c.start)])
     out = save_heldout(out_path, clips, info={"dataset": str(dataset_path), "split": split, "picked": "spread",
-                                              "renderer": auto_renderer()})
+                                              "renderer": auto_renderer(), "maps_version": MAPS_VERSION})
     size = out.stat().st_size
     if size > max_bytes:
         out.unlink()

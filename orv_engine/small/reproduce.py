@@ -12,9 +12,9 @@ it was interrupted (kill it at any point and run the same command again):
   init     the trained VAE + a tiny T5 + a fresh `small` ORV transformer -> outputs/small/init
   latents  orv-train --pre-encode for (c)'s coarse and (d)'s fine condition stores (in parallel)
   stage1   orv-train (a) no_actions and (b) actions, in parallel (one CPU thread each)
-  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-3000 checkpoint
-  ship     the four variants + VAE as float16 -> outputs/small/shipped (and, with --ship, into
-           orv_engine/pretrained/small_orv), with a handful of held-out clips for the CI test
+  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-9000 checkpoint
+  ship     the four variants + VAE as float16 -> outputs/small/shipped (and, with --ship, the VAE,
+           (b) and (c) into orv_engine/pretrained/small_orv), with 8 held-out clips for the CI test
   eval     benchmarks/small_ablation.py -> outputs/small/ablation.json
 
 Wall time per stage is appended to ``outputs/small/reproduce_times.jsonl``.
@@ -31,13 +31,13 @@ import sys
 import time
 from pathlib import Path
 
-from orv_engine.small import SMALL_ORV_DIR, VARIANTS
+from orv_engine.small import PACKAGED_VARIANTS, SMALL_ORV_DIR, VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]  # the project (configs/ and benchmarks/ live there)
 OUT = Path("outputs/small")
 DATA = OUT / "data" / "orv_tabletop" / "1.0.0"
 CONFIGS = ROOT / "configs" / "small"
-STAGE1_STEP = 3000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
+STAGE1_STEP = 9000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
 STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval")
 
 
@@ -129,10 +129,13 @@ def stage_ship(copy_into_package: bool = False) -> bool:
         transformers = {name: OUT / name / "final" / "transformer" for name in VARIANTS}
         assemble_shipped(OUT / "init", OUT / "vae" / "final" / "vae", transformers, shipped)
         write_shipped_heldout(DATA, shipped / "heldout" / "clips.npz")
-    if copy_into_package:
+    if copy_into_package:  # the pipeline parts, the held-out clips and the packaged variants only
+        left_out = [VARIANTS[name].subfolder for name in VARIANTS if name not in PACKAGED_VARIANTS]
         shutil.rmtree(SMALL_ORV_DIR, ignore_errors=True)
-        shutil.copytree(shipped, SMALL_ORV_DIR)
-        print(f"copied {shipped} -> {SMALL_ORV_DIR}")
+        shutil.copytree(shipped, SMALL_ORV_DIR, ignore=lambda folder, names: [
+            n for n in names if (Path(folder) / n).relative_to(shipped).as_posix() in left_out])
+        size = sum(f.stat().st_size for f in SMALL_ORV_DIR.rglob("*") if f.is_file())
+        print(f"copied {shipped} -> {SMALL_ORV_DIR} ({', '.join(PACKAGED_VARIANTS)}; {size / 1e6:.1f} MB)")
     return True
 
 

@@ -7,8 +7,8 @@ checkpoint it starts from unless the config sets them (:func:`resolve_preprocess
 the saved checkpoints record them.
 
 The condition source is the paper's coarse maps rendered from the episode's 4D occupancy
-(``occupancy``), or the episode's own depth/segmentation (``episode``, the paper's "fine"
-maps; much cheaper on a CPU).
+(``occupancy``), or the episode's own depth/segmentation kept to the occupancy's volume
+(``episode``, the paper's "fine" maps; much cheaper on a CPU).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import torch
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import PRESETS, Clip, ClipConfig
 from orv_engine.preprocessing import ORVPreprocessing, to_vae_range
-from orv_engine.occupancy import clip_condition_maps, occupancy_from_episode
+from orv_engine.occupancy import clip_condition_maps, episode_grid, occupancy_from_episode, recorded_clip_maps
 from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images
+
 
 def clip_config_of(data_config) -> ClipConfig:
     overrides = dict(data_config.clip)
@@ -31,37 +32,22 @@ def clip_config_of(data_config) -> ClipConfig:
     return replace(PRESETS[data_config.preset], **overrides)
 
 
-def _resize_nearest(maps: np.ndarray, height: int, width: int) -> np.ndarray:
-    if maps.shape[1:3] == (height, width):
-        return maps
-    x = torch.from_numpy(np.ascontiguousarray(maps)).float()[:, None]
-    return torch.nn.functional.interpolate(x, size=(height, width), mode="nearest")[:, 0].numpy().astype(maps.dtype)
-
-
-def episode_condition_maps(episode, clip: Clip) -> dict[str, np.ndarray]:
-    """The episode's own depth/segmentation at the clip's frames (placeholder included)."""
-    if episode.depth is None or clip.camera not in episode.depth:
-        raise ValueError(f"episode {episode.meta.episode_id} has no depth for camera {clip.camera!r}")
-    steps = list(clip.frame_indices) + [clip.frame_indices[-1]] * (len(clip.frames) - clip.num_real_frames)
-    h, w = clip.frames.shape[1:3]
-    return {
-        "depth": _resize_nearest(episode.depth[clip.camera][steps], h, w),
-        "semantics": _resize_nearest(episode.segmentation[clip.camera][steps], h, w),
-    }
-
-
 def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encoding: str = "engine") -> dict[str, np.ndarray]:
     """Condition images of one clip (uint8 for "engine", float in [0, 1] for "orv-official");
     ``cache`` keeps one episode's occupancy between clips."""
     if not kinds:
         return {}
-    if source == "episode":
-        maps = episode_condition_maps(episode, clip)
+    key = episode.meta.episode_id
+    if cache.get("key") != key:
+        cache.clear()
+        cache["key"] = key
+    if source == "episode":  # the fine maps, kept to the volume the occupancy would cover
+        if "grid" not in cache:
+            cache["grid"] = episode_grid(episode)
+        maps = recorded_clip_maps(episode, clip, cache["grid"])
     else:
-        key = episode.meta.episode_id
-        if cache.get("key") != key:
-            cache.clear()
-            cache.update(key=key, occupancy=occupancy_from_episode(episode))
+        if "occupancy" not in cache:
+            cache["occupancy"] = occupancy_from_episode(episode)
         maps = clip_condition_maps(episode, clip, occupancy=cache["occupancy"])
     if encoding == "engine":  # uint8 keeps shuffle buffers small; the same values / 255
         return condition_images(maps, kinds)
