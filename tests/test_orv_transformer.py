@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -161,6 +162,22 @@ def test_orv_save_load_round_trip_is_exact(tmp_path):
         assert torch.equal(ref_state[k], new_state[k]), k
     x = dict(inputs(), actions=actions(), condition_latents=conditions())
     assert torch.equal(orv(**x).sample, loaded(**x).sample)
+
+
+def test_an_ema_folder_loads_without_carrying_the_ema_state_into_the_config(tmp_path):
+    """Stage 2 starts from a stage-1 checkpoint's ``transformer_ema/`` (diffusers' EMAModel folder,
+    whose config also holds decay, optimization_step, ...): none of that may reach the model's config."""
+    orv = tiny_orv_transformer()
+    perturb_new_modules(orv)
+    ema = EMAModel(list(orv.parameters()), decay=0.999, use_ema_warmup=True, model_cls=type(orv), model_config=orv.config)
+    ema.save_pretrained(str(tmp_path / "transformer_ema"))
+    assert json.loads((tmp_path / "transformer_ema" / "config.json").read_text())["decay"] == 0.999
+    loaded = ORVTransformer3DModel.from_pretrained(tmp_path / "transformer_ema")
+    loaded.save_pretrained(tmp_path / "again")
+    saved = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert not {"decay", "optimization_step", "power", "inv_gamma"} & set(saved)
+    for key, value in orv.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
 
 
 @torch.no_grad()

@@ -34,6 +34,9 @@ ORV_CONFIG_KEYS = (
     "num_views",
     "preprocessing",
 )
+# What diffusers' EMAModel.save_pretrained writes into a model's config besides the model's keys.
+EMA_STATE_KEYS = ("decay", "min_decay", "optimization_step", "update_after_step", "use_ema_warmup", "inv_gamma",
+                  "power")
 NEW_MODULE_PREFIXES = ("action_encoder.", "condition_fusion.", "view_attention_blocks.")
 VIEW_MODULE_PREFIX = "view_attention_blocks."
 # Hub/offloading options of diffusers' loaders; local safetensors folders need none of them.
@@ -119,7 +122,9 @@ def read_transformer_config(folder: Path, cls, overrides: dict) -> tuple[dict, s
     elif saved.get("_class_name") in ("ORVTransformer3DModel", "ORVMultiViewTransformer3DModel") or any(
         k in saved for k in ORV_CONFIG_KEYS
     ):
-        config, kind = {k: v for k, v in saved.items() if not k.startswith("_")}, "orv"
+        # an EMA folder (diffusers' EMAModel.save_pretrained) adds the EMA's state to the config
+        config = {k: v for k, v in saved.items() if not k.startswith("_") and k not in EMA_STATE_KEYS}
+        kind = "orv"
         saved_kinds = list(config.get("condition_kinds") or [])
         if kinds is not None and kinds != saved_kinds:
             if saved_kinds:
