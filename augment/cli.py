@@ -22,7 +22,8 @@ from pathlib import Path
 
 from augment.config import AugmentConfig, load_config
 from augment.demo import run_demo
-from augment.manifest import RunState, all_shards, parse_shard
+from augment.manifest import RunState, all_shards
+from orv_engine.data.sharding import parse_shard
 from augment.ray_runner import RayAugmentRun
 from augment.runner import ALL_STAGES, AugmentRun
 from orv_engine.config_validation import ConfigError, config_epilog

@@ -43,6 +43,9 @@ class SourceConfig:
     camera: str | None = option(None, help="null: the schema's main camera")
     max_episodes: int | None = option(None, help="the first N episodes in reading order")
     max_steps: int | None = option(None, help="cut longer episodes to their first N steps (cost control)")
+    occupancy: str | None = option(None, help="an occupancy store (orv-occupancy) of this dataset: the conditions "
+                                              "are rendered from it (RGB-only datasets: BridgeV2, RT-1); null: from "
+                                              "the episodes' own depth and cameras")
 
     def __post_init__(self):
         check_range(self, "max_episodes", "max_steps", low=1, low_open=False)
@@ -251,6 +254,9 @@ def check_inputs(config: AugmentConfig, stages) -> None:
     stages = set(stages)
     if "sources" in stages:
         _need("source.path", config.source.path, "the source RLDS dataset", problems)
+        if config.source.occupancy and not (Path(config.source.occupancy) / "store.json").is_file():
+            problems.append(f"source.occupancy: {config.source.occupancy} is not an occupancy store (no store.json; "
+                            "orv-occupancy run --store writes one)")
     if "first_frames" in stages:
         _need("first_frames.flux", config.first_frames.flux, "a FLUX.1-dev pipeline folder", problems)
         _check_controlnets(config.first_frames, problems)

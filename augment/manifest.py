@@ -24,46 +24,13 @@ and ``RUN/manifest/run.json`` for the run-wide stages (filter, export, merge) an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from orv_engine.atomic_files import atomic_write_text
 
 FORMAT = "orv-augment-manifest/1"
 # unit states, in order (the strings are the file format); FAILED, from any of them, is terminal
 PLANNED, PAINTED, ROLLED_OUT, SCORED, FAILED = "planned", "first_frame", "rollout", "scored", "failed"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write-to-temp, fsync, rename: the file is either old or new after any crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)``; None -> ``(0, 1)``."""
-    if not text:
-        return 0, 1
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text}: need 0 <= i < n")
-    return index, count
 
 
 class Manifest:

@@ -26,10 +26,11 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from augment.manifest import RunState, all_shards, atomic_write_text
+from augment.manifest import RunState, all_shards
 from augment.replay import REPLAY, is_replay, mean_replay_metrics, variant_label, variant_order
 from augment.sources import load_source
 from augment.unit_work import first_frame_path
+from orv_engine.atomic_files import atomic_write_text
 from orv_engine.occupancy.condition_images import depth_image, semantic_image
 
 TILE = 128  # contact-sheet tile height in pixels

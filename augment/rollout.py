@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from augment.manifest import atomic_write_text
 from augment.replay import is_replay, replay_metrics, variant_label
 from augment.sources import SourceEpisode, source_dir
+from orv_engine.atomic_files import atomic_write_text
 from orv_engine.data.action_conventions import episode_actions
 from orv_engine.models.loading import read_transformer_config
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.manifest import atomic_write_text
 from augment.replay import CHECK_NAMES, is_replay, mean_replay_metrics
 from augment.rollout import rollout_dir
 from augment.sources import load_source
+from orv_engine.atomic_files import atomic_write_text
 from filtering.backends import make_backend
 from filtering.clip_source import ClipInput
 from filtering.records import CheckResult, ClipVerdict

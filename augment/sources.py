@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import io
 import json
-import re
-import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from augment.manifest import atomic_write_bytes, atomic_write_text
+from orv_engine.atomic_files import atomic_write_bytes, atomic_write_text
 from orv_engine.data.clips import resize_frames
 from orv_engine.data.rlds_reader import RLDSReader
+from orv_engine.data.sharding import iter_shard_episodes
 from orv_engine.occupancy.clip_conditions import episode_condition_maps
+from orv_engine.occupancy.from_rgb.pipeline import rendered_maps
+from orv_engine.occupancy.store import OccupancyStore
 
 
 @dataclass
@@ -46,16 +47,6 @@ class SourceEpisode:
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
-
-
-def episode_key(file: str, index: int) -> str:
-    """A filesystem-safe, stable key for an episode: ``<shard file>-<index>``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(file).name}-{index:06d}")
-
-
-def owner_shard(key: str, count: int) -> int:
-    """Which of ``count`` shards owns an episode (stable across machines and runs)."""
-    return zlib.crc32(key.encode()) % count
 
 
 def source_dir(run_dir, key: str) -> Path:
@@ -92,37 +83,12 @@ def load_source(run_dir, key: str) -> SourceEpisode:
 
 
 def iter_source_episodes(config, shard: tuple[int, int], done: set[str], report):
-    """Yield ``(key, episode or None, reason)`` for this shard's episodes not in ``done``.
-
-    Episodes are numbered in reading order over the whole dataset (so ``max_episodes`` means
-    the same episodes for every shard count); only this shard's are decoded.
-    """
+    """Yield ``(key, episode or None, reason)`` for this shard's episodes not in ``done``
+    (``orv_engine.data.sharding.iter_shard_episodes`` over the configured source)."""
     src = config.source
     reader = RLDSReader(src.path, dataset=src.dataset, split=src.split,
                         cameras=[src.camera] if src.camera else None, on_bad="skip", report=report)
-    seen = 0
-    for file_index, file in enumerate(reader.files):
-        if src.max_episodes is not None and seen >= src.max_episodes:
-            return
-        wanted: dict[int, str] = {}
-
-        def keep(index, file=file):
-            nonlocal seen
-            if src.max_episodes is not None and seen >= src.max_episodes:
-                return False
-            seen += 1
-            key = episode_key(file, index)
-            if owner_shard(key, shard[1]) != shard[0] or key in done:
-                return False
-            wanted[index] = key
-            return True
-
-        for episode in reader.iter_shard(file_index, keep=keep):
-            key = wanted.pop(episode.meta.index_in_file)
-            yield key, episode, None
-        # what the reader refused in this file (counted in ``report``) is recorded per key
-        for index, key in sorted(wanted.items()):
-            yield key, None, "unreadable episode (see the skip report)"
+    yield from iter_shard_episodes(reader, shard, done, src.max_episodes)
 
 
 def prepare_source(config, key: str, episode, condition_kinds) -> SourceEpisode:
@@ -134,10 +100,20 @@ def prepare_source(config, key: str, episode, condition_kinds) -> SourceEpisode:
     if steps < 2:
         raise ValueError(f"{steps} step(s): a rollout needs at least 2")
     conditions = {}
-    if condition_kinds:
+    if condition_kinds and config.source.occupancy:
+        # the occupancy store (orv-occupancy) of an RGB-only dataset: built from this camera's video
+        entry = OccupancyStore(config.source.occupancy).read_episode(key)
+        if entry.camera != camera:
+            raise ValueError(f"the occupancy store holds camera {entry.camera!r}, the run reads {camera!r}")
+        if entry.occupancy.num_frames < steps:
+            raise ValueError(f"the occupancy store holds {entry.occupancy.num_frames} steps, the run needs {steps}")
+        maps = rendered_maps(entry, config.rollout.height, config.rollout.width, steps=range(steps))
+        conditions = {k: maps[k] for k in ("depth", "semantics")}
+    elif condition_kinds:
         if episode.depth is None or episode.intrinsics is None:
-            raise ValueError("no depth/camera geometry to build occupancy conditions from")
-        maps = episode_condition_maps(_first_steps(episode, steps), camera, config.rollout.height, config.rollout.width)
+            raise ValueError("no depth/camera geometry to build occupancy conditions from "
+                             "(an RGB-only dataset: build its store with orv-occupancy and set source.occupancy)")
+        maps = episode_condition_maps(episode.first_steps(steps), camera, config.rollout.height, config.rollout.width)
         conditions = {k: maps[k] for k in ("depth", "semantics")}
     actions = np.asarray(episode.actions[:steps], np.float32)
     states = np.asarray(episode.states[:steps], np.float32).copy()
@@ -188,17 +164,3 @@ def continuous_rpy(rpy: np.ndarray) -> np.ndarray:
                 best, best_dist = cand, dist
         rpy[t] = best
     return rpy.astype(np.float32)
-
-
-def _first_steps(episode, steps: int):
-    """The episode cut to its first ``steps`` steps (only what the occupancy reads)."""
-    if steps == len(episode):
-        return episode
-    def cut(d):
-        return None if d is None else {k: (v[:steps] if np.ndim(v) >= 3 else v) for k, v in d.items()}
-
-    return replace(
-        episode, frames={k: v[:steps] for k, v in episode.frames.items()}, actions=episode.actions[:steps],
-        states=episode.states[:steps], depth=cut(episode.depth), segmentation=cut(episode.segmentation),
-        intrinsics=cut(episode.intrinsics), extrinsics=cut(episode.extrinsics),
-    )

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from augment.manifest import atomic_write_bytes
 from augment.replay import is_replay
 from augment.rollout import write_rollout  # a module attribute: benchmarks.augment_benchmark times it
 from augment.sources import load_source
+from orv_engine.atomic_files import atomic_write_bytes
 
 
 def first_frame_path(run_dir, unit_id: str) -> Path:

@@ -10,7 +10,9 @@ import augment.demo
 from augment.config import ControlNetConfig, config_from_dict
 from augment.demo import write_demo_models
 from augment.first_frames import FirstFramePainter
-from augment.manifest import Manifest, atomic_write_text, parse_shard
+from augment.manifest import Manifest
+from orv_engine.atomic_files import atomic_write_text
+from orv_engine.data.sharding import parse_shard
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,3 +47,15 @@ class Episode:
     @property
     def cameras(self) -> list[str]:
         return list(self.frames)
+
+    def first_steps(self, steps: int) -> "Episode":
+        """The episode cut to its first ``steps`` steps (per-frame arrays; fixed cameras kept)."""
+        if steps >= len(self):
+            return self
+
+        def cut(d):
+            return None if d is None else {k: (v[:steps] if np.ndim(v) >= 3 else v) for k, v in d.items()}
+
+        return replace(self, frames={k: v[:steps] for k, v in self.frames.items()}, actions=self.actions[:steps],
+                       states=self.states[:steps], depth=cut(self.depth), segmentation=cut(self.segmentation),
+                       intrinsics=cut(self.intrinsics), extrinsics=cut(self.extrinsics))

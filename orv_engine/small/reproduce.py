@@ -8,11 +8,11 @@ Stages, each skipped when its output is complete and resumed from its last check
 it was interrupted (kill it at any point and run the same command again):
 
   data     orv-sim: 300 train + 60 held-out appearance-randomised WidowX episodes, 64x64
-  vae      orv-vae-train configs/small/vae.yaml
-  init     the trained VAE + a tiny T5 + a fresh `small` ORV transformer -> outputs/small/init
+  vae      orv-vae-train configs/small/vae.yaml, then its warm restart configs/small/vae_restart.yaml
+  init     the restarted VAE + a tiny T5 + a fresh `small` ORV transformer -> outputs/small/init
   latents  orv-train --pre-encode for (c)'s coarse and (d)'s fine condition stores (in parallel)
   stage1   orv-train (a) no_actions and (b) actions, in parallel (one CPU thread each)
-  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-9000 checkpoint
+  stage2   orv-train (c) actions_occupancy and (d) actions_fine from (b)'s step-3000 checkpoint
   ship     the four variants + VAE as float16 -> outputs/small/shipped (and, with --ship, the VAE,
            (b) and (c) into orv_engine/pretrained/small_orv), with 8 held-out clips for the CI test
   eval     benchmarks/small_ablation.py -> outputs/small/ablation.json
@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the project (configs/ and benchmar
 OUT = Path("outputs/small")
 DATA = OUT / "data" / "orv_tabletop" / "1.0.0"
 CONFIGS = ROOT / "configs" / "small"
-STAGE1_STEP = 9000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
+VAE_FINAL = OUT / "vae_continued" / "final" / "vae"  # configs/small/vae_restart.yaml
+STAGE1_STEP = 3000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
 STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval")
 
 
@@ -80,10 +81,13 @@ def stage_data() -> bool:
 
 
 def stage_vae() -> bool:
-    if (OUT / "vae" / "final" / "vae" / "config.json").is_file():
-        return False
-    _run_parallel([[_bin("orv-vae-train"), str(CONFIGS / "vae.yaml"), "--resume", "latest"]], threads_each=2)
-    return True
+    """configs/small/vae.yaml, then its warm restart configs/small/vae_restart.yaml (-> VAE_FINAL)."""
+    worked = False
+    for config, final in (("vae.yaml", OUT / "vae" / "final" / "vae"), ("vae_restart.yaml", VAE_FINAL)):
+        if not (final / "config.json").is_file():
+            _run_parallel([[_bin("orv-vae-train"), str(CONFIGS / config), "--resume", "latest"]], threads_each=2)
+            worked = True
+    return worked
 
 
 def stage_init() -> bool:
@@ -91,7 +95,7 @@ def stage_init() -> bool:
         return False
     from orv_engine.small.build import write_init_pipeline  # lazy: loads diffusers
 
-    write_init_pipeline(OUT / "vae" / "final" / "vae", OUT / "init")
+    write_init_pipeline(VAE_FINAL, OUT / "init")
     return True
 
 
@@ -127,7 +131,7 @@ def stage_ship(copy_into_package: bool = False) -> bool:
     shipped = OUT / "shipped"
     if not (shipped / "model_index.json").is_file():
         transformers = {name: OUT / name / "final" / "transformer" for name in VARIANTS}
-        assemble_shipped(OUT / "init", OUT / "vae" / "final" / "vae", transformers, shipped)
+        assemble_shipped(OUT / "init", VAE_FINAL, transformers, shipped)
         write_shipped_heldout(DATA, shipped / "heldout" / "clips.npz")
     if copy_into_package:  # the pipeline parts, the held-out clips and the packaged variants only
         left_out = [VARIANTS[name].subfolder for name in VARIANTS if name not in PACKAGED_VARIANTS]

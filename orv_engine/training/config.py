@@ -74,6 +74,10 @@ class DataConfig:
     conditions_source: Literal["occupancy", "episode"] = option(
         "occupancy", help="occupancy: render conditions from the episode's 4D occupancy (the paper's coarse "
                           "maps); episode: the episode's own depth/segmentation (the paper's fine maps)")
+    occupancy_store: str | None = option(
+        None, help="an occupancy store (orv-occupancy) of this dataset: conditions_source occupancy renders the "
+                   "maps from it (RGB-only datasets: BridgeV2, RT-1); episodes it lacks or flagged are skipped, "
+                   "counted; null: occupancy from the episodes' own depth and cameras")
     condition_encoding: Literal["engine", "orv-official"] | None = option(
         None, help="how condition maps become VAE inputs (orv_engine.occupancy.condition_images): engine or "
                    "orv-official; null: what the starting checkpoint records (engine if nothing). The action "

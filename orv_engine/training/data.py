@@ -8,7 +8,9 @@ the saved checkpoints record them.
 
 The condition source is the paper's coarse maps rendered from the episode's 4D occupancy
 (``occupancy``), or the episode's own depth/segmentation kept to the occupancy's volume
-(``episode``, the paper's "fine" maps; much cheaper on a CPU).
+(``episode``, the paper's "fine" maps; much cheaper on a CPU). For RGB-only datasets the
+occupancy comes from their ``orv-occupancy`` store (``data.occupancy_store``), keyed like the
+dataset's episodes; an episode the store lacks is skipped and counted (``store_skips``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ import torch
 
 from orv_engine.data.clip_dataset import ClipDataset, clip_to_sample
 from orv_engine.data.clips import PRESETS, Clip, ClipConfig
-from orv_engine.preprocessing import ORVPreprocessing, to_vae_range
-from orv_engine.occupancy import clip_condition_maps, episode_grid, occupancy_from_episode, recorded_clip_maps
+from orv_engine.data.errors import SkipReport
+from orv_engine.data.sharding import episode_key
+from orv_engine.occupancy import (OccupancyInputError, clip_condition_maps, episode_grid, occupancy_from_episode,
+                                  recorded_clip_maps)
+from orv_engine.occupancy.clip_conditions import clip_steps
 from orv_engine.occupancy.condition_images import condition_images, encoded_condition_images
+from orv_engine.occupancy.from_rgb.pipeline import rendered_maps
+from orv_engine.occupancy.store import OccupancyStore
+from orv_engine.preprocessing import ORVPreprocessing, to_vae_range
 
 
 def clip_config_of(data_config) -> ClipConfig:
@@ -32,9 +40,11 @@ def clip_config_of(data_config) -> ClipConfig:
     return replace(PRESETS[data_config.preset], **overrides)
 
 
-def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encoding: str = "engine") -> dict[str, np.ndarray]:
+def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encoding: str = "engine",
+                    store: OccupancyStore | None = None) -> dict[str, np.ndarray]:
     """Condition images of one clip (uint8 for "engine", float in [0, 1] for "orv-official");
-    ``cache`` keeps one episode's occupancy between clips."""
+    ``cache`` keeps one episode's occupancy between clips; ``store`` (an ``orv-occupancy``
+    store) replaces the episode's own geometry for the "occupancy" source."""
     if not kinds:
         return {}
     key = episode.meta.episode_id
@@ -45,6 +55,14 @@ def clip_conditions(episode, clip: Clip, kinds, source: str, cache: dict, encodi
         if "grid" not in cache:
             cache["grid"] = episode_grid(episode)
         maps = recorded_clip_maps(episode, clip, cache["grid"])
+    elif store is not None:
+        if "entry" not in cache:
+            cache["entry"] = store.read_episode(episode_key(episode.meta.source_file, episode.meta.index_in_file))
+        entry = cache["entry"]
+        if entry.camera != clip.camera:
+            raise OccupancyInputError(f"episode {key}: the occupancy store holds camera {entry.camera!r}, "
+                                      f"the clips read {clip.camera!r}")
+        maps = rendered_maps(entry, *clip.frames.shape[1:3], steps=clip_steps(clip))
     else:
         if "occupancy" not in cache:
             cache["occupancy"] = occupancy_from_episode(episode)
@@ -112,20 +130,30 @@ class TrainClipDataset(ClipDataset):
     """
 
     def __init__(self, *args, condition_kinds=(), conditions_source: str = "occupancy",
-                 condition_encoding: str = "engine", **kwargs):
+                 condition_encoding: str = "engine", occupancy_store=None, **kwargs):
         self.condition_kinds = list(condition_kinds)
         self.conditions_source = conditions_source
         self.condition_encoding = condition_encoding
+        self.store = None if occupancy_store is None else OccupancyStore(occupancy_store)
+        self.store_skips = SkipReport()  # episodes the store lacks (skipped, flagged, not built yet)
         super().__init__(*args, **kwargs)
 
     def _episode_clips(self, episode) -> list[Clip]:
         clips = super()._episode_clips(episode)
         if self.condition_kinds:
             cache: dict = {}  # one occupancy per episode, shared by its clips
-            for clip in clips:
-                clip.conditions.update(
-                    clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache,
-                                    self.condition_encoding))
+            try:
+                for clip in clips:
+                    clip.conditions.update(
+                        clip_conditions(episode, clip, self.condition_kinds, self.conditions_source, cache,
+                                        self.condition_encoding, self.store))
+            except OccupancyInputError as err:
+                if self.store is None:
+                    raise
+                reason = str(err).split(";")[0] if "flagged" not in str(err) else "flagged by the consistency check"
+                self.store_skips.add(reason if len(self.store_skips.counts) < 20 else "no usable occupancy",
+                                     episode.meta.episode_id)
+                return []
         return clips
 
     def _out(self, clip: Clip):
@@ -144,5 +172,5 @@ def make_dataset(config, split: str, shuffle: bool, as_clips: bool = False) -> T
         data.path, clip_config_of(data), dataset=data.dataset, split=split, shuffle=shuffle,
         seed=config.seed, shuffle_buffer=data.shuffle_buffer, as_clips=as_clips,
         condition_kinds=config.model.condition_kinds, conditions_source=data.conditions_source,
-        condition_encoding=data.condition_encoding or "engine",
+        condition_encoding=data.condition_encoding or "engine", occupancy_store=data.occupancy_store,
     )

@@ -1,0 +1,40 @@
+"""Files that are either old or new after any crash: write to a temporary file beside the
+target, fsync, rename. A rename is the one atomic file operation every filesystem (local,
+NFS, Lustre) gives, so the resumable jobs (``orv-augment``, ``orv-occupancy``) write every
+output and manifest this way and survive a SIGKILL at any moment."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write-to-temp, fsync, rename: the file is either old or new after any crash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the temporary files a killed writer left in ``folder`` (recursively: hidden names
+    with ``.tmp`` in them, as :func:`atomic_write_bytes` and numpy's ``.npz`` writers make); their count."""
+    count = 0
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
