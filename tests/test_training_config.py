@@ -99,10 +99,13 @@ def test_the_command_fails_before_any_work(paths, tmp_path, capsys):
 def test_shipped_configs_are_valid():
     configs = sorted((ROOT / "configs").glob("**/*.yaml"))
     training = [p for p in configs if not {"accelerate", "augment", "vla"} & set(p.parts)  # other tools' configs
-                and p.name != "vae.yaml"]  # orv-vae-train's
+                and not p.name.startswith("vae")]  # orv-vae-train's
     assert len(training) >= 8
-    vae = load_vae_config(ROOT / "configs" / "small" / "vae.yaml", check_paths=False)
-    assert vae.data.num_frames % 4 == 1 and len(vae.model.block_out_channels) == 3
+    for name in ("vae.yaml", "vae_restart.yaml"):
+        vae = load_vae_config(ROOT / "configs" / "small" / name, check_paths=False)
+        assert vae.data.num_frames % 4 == 1 and len(vae.model.block_out_channels) == 3
+    restart = load_vae_config(ROOT / "configs" / "small" / "vae_restart.yaml", check_paths=False)
+    assert restart.model.pretrained_path == "outputs/small/vae/final/vae"
     for path in training:  # ORV-MV configs (a multiview section) go through their own loader
         multiview = "multiview" in yaml.safe_load(path.read_text())
         config = (load_multiview_config if multiview else load_config)(path, check_paths=False)
