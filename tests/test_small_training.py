@@ -105,7 +105,7 @@ def test_the_init_pipeline_is_a_small_orv_on_the_given_vae(init_pipeline):
     init, _ = init_pipeline
     pipe = ORVPipeline.from_pretrained(init)
     t = pipe.transformer.config
-    assert (t.sample_height, t.sample_width, t.patch_size, t.condition_kinds) == (16, 16, 4, [])
+    assert (t.sample_height, t.sample_width, t.patch_size, t.condition_kinds) == (16, 16, 2, [])  # v4: patch 2
     assert t.text_embed_dim == pipe.text_encoder.config.d_model and t.num_layers == 1
 
 
