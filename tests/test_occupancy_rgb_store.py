@@ -298,3 +298,22 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_store(store, tmp_pa
         assert all(np.array_equal(x, y) for x, y in zip(a.coords, b.coords))
         assert all(np.array_equal(x, y) for x, y in zip(a.labels, b.labels))
     assert not list(root.rglob(".*.tmp*"))
+
+
+def test_ray_runs_every_shard_and_gives_the_same_store(store, tmp_path):
+    import ray
+
+    from orv_engine.occupancy.store.job import run_with_ray
+
+    try:
+        result = run_with_ray(_config(), tmp_path / "ray_store", workers=2)
+    finally:
+        ray.shutdown()
+    assert result["counts"] == {DONE: len(OccupancyStore(store).records())}
+    manifests = sorted(p.name for p in (tmp_path / "ray_store" / "manifest").glob("*.json"))
+    assert manifests == ["shard-00000-of-00002.json", "shard-00001-of-00002.json"]
+    for key in OccupancyStore(store).records():
+        a = OccupancyStore(tmp_path / "ray_store").read_episode(key).occupancy
+        b = OccupancyStore(store).read_episode(key).occupancy
+        assert all(np.array_equal(x, y) for x, y in zip(a.coords, b.coords))
+    assert (tmp_path / "ray_store" / "report" / "index.html").is_file()

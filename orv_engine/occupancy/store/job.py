@@ -283,6 +283,7 @@ def _ray_pass(config_dict: dict, store_root: str, shard: tuple[int, int], what: 
         job.run_listing()
     else:
         job.run_occupancy(job.store.label_set())
+    job.manifest.save()  # a shard that owns no episode still says it ran
     return {"shard": list(shard), "episodes": len(job.manifest.episodes)}
 
 
