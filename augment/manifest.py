@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orv_engine.atomic_files import atomic_write_text
+from orv_engine.atomic_files import atomic_write_text, read_manifest_json
 
 FORMAT = "orv-augment-manifest/1"
 # unit states, in order (the strings are the file format); FAILED, from any of them, is terminal
@@ -46,14 +46,7 @@ class Manifest:
 
     @staticmethod
     def _read(path: Path) -> dict:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: unreadable manifest ({err}); it is only ever replaced atomically, so "
-                             "this file was changed by hand or the disk is failing") from None
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an orv-augment manifest (format {data.get('format')!r})")
-        return data
+        return read_manifest_json(path, FORMAT, "orv-augment")
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))

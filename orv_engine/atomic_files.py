@@ -5,6 +5,7 @@ output and manifest this way and survive a SIGKILL at any moment."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -38,3 +39,19 @@ def remove_partial_files(folder: Path) -> int:
         tmp.unlink(missing_ok=True)
         count += 1
     return count
+
+
+def read_manifest_json(path: Path, expected_format: str, what: str, error: type[Exception] = ValueError) -> dict:
+    """A JSON manifest written with :func:`atomic_write_text`, checked for its ``format`` key.
+
+    Such a file is only ever replaced whole, so one that does not parse was edited by hand or
+    the disk is failing: say so, naming the file (``error`` is the caller's error type)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise error(f"{path}: unreadable {what} manifest ({err}); it is only ever replaced atomically, so it "
+                    "was changed by hand or the disk is failing") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise error(f"{path}: not an {what} manifest (format {found!r})")
+    return data

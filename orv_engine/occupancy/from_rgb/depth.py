@@ -33,6 +33,7 @@ import torch
 
 from orv_engine.occupancy.cameras import pinhole
 from orv_engine.occupancy.errors import OccupancyInputError
+from orv_engine.occupancy.from_rgb.model_folders import read_model_folder, require_model_type
 
 SUPPORTED_MODEL_TYPES = ("depth_pro", "depth_anything")
 # Apple's infer() clamps inverse depth to [1e-4, 1e4] before inverting: depth in [1e-4, 1e4] m.
@@ -86,29 +87,6 @@ def _check_usable(depth: np.ndarray, model: str) -> None:
         )
 
 
-def _model_folder(model_path) -> tuple[Path, dict]:
-    """The folder and its parsed config.json, or OccupancyInputError naming the path."""
-    path = Path(model_path)
-    if not path.is_dir():
-        raise OccupancyInputError(f"model_path: {path} is not a folder (a saved transformers depth model)")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise OccupancyInputError(f"model_path: {path} has no config.json (a saved transformers depth model)")
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as error:
-        raise OccupancyInputError(f"model_path: cannot read {config_file}: {error}") from None
-    if not isinstance(config, dict):
-        raise OccupancyInputError(f"model_path: {config_file} is not a JSON object")
-    return path, config
-
-
-def _require_model_type(path: Path, config: dict, expected: str) -> None:
-    found = config.get("model_type")
-    if found != expected:
-        raise OccupancyInputError(f"model_path: {path}/config.json has model_type {found!r}, expected {expected!r}")
-
-
 def _checkpoint_has_fov_head(path: Path) -> bool:
     """Whether the folder's safetensors weights (single file or sharded) include ``fov_model.*``."""
     index = path / "model.safetensors.index.json"
@@ -135,8 +113,8 @@ class DepthProEstimator:
     def __init__(self, model_path, device: str = "cpu", batch_size: int = 4):
         from transformers import AutoImageProcessor, DepthProForDepthEstimation
 
-        path, config = _model_folder(model_path)
-        _require_model_type(path, config, "depth_pro")
+        path, config = read_model_folder("model_path", model_path)
+        require_model_type("model_path", path, config, ("depth_pro",))
         if batch_size < 1:
             raise OccupancyInputError(f"batch_size: expected >= 1, got {batch_size}")
         self.model_path = path
@@ -214,8 +192,8 @@ class DepthAnythingEstimator:
     def __init__(self, model_path, device: str = "cpu", batch_size: int = 8, target_median: float = 1.0):
         from orv_engine.occupancy.depth_adapter import DepthAdapter
 
-        path, config = _model_folder(model_path)
-        _require_model_type(path, config, "depth_anything")
+        path, config = read_model_folder("model_path", model_path)
+        require_model_type("model_path", path, config, ("depth_anything",))
         if not (math.isfinite(target_median) and target_median > 0):
             raise OccupancyInputError(f"target_median: expected a positive finite depth, got {target_median}")
         if batch_size < 1:
@@ -239,7 +217,7 @@ class DepthAnythingEstimator:
 
 def load_depth_estimator(model_path, kind: str = "auto", device: str = "cpu") -> DepthEstimator:
     """The estimator for a local model folder; ``kind="auto"`` reads config.json's model_type."""
-    path, config = _model_folder(model_path)
+    path, config = read_model_folder("model_path", model_path)
     model_type = config.get("model_type")
     if kind == "auto":
         kind = model_type

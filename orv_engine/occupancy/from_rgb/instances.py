@@ -17,7 +17,6 @@ frame), masks here come from video trackers, so an object keeps its mask through
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from orv_engine.occupancy.errors import OccupancyInputError
+from orv_engine.occupancy.from_rgb.model_folders import check_model_folder
 
 SEGMENTER_KINDS = ("sam3_video", "grounded_sam2_video")
 
@@ -42,27 +42,6 @@ class InstanceSegmenter(Protocol):
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def check_model_folder(field: str, path, model_types: tuple[str, ...]) -> Path:
-    """``path`` as a saved transformers model folder whose config.json has one of
-    ``model_types``; else an ``OccupancyInputError`` naming ``field`` and the path."""
-    if path is None:
-        raise OccupancyInputError(f"{field}: a local model folder is required, got None")
-    folder = Path(path)
-    if not folder.is_dir():
-        raise OccupancyInputError(f"{field}: {folder} is not a folder")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise OccupancyInputError(f"{field}: {folder} has no config.json (not a saved model folder)")
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (OSError, ValueError) as error:
-        raise OccupancyInputError(f"{field}: {config_file} is not readable JSON ({error})") from error
-    if model_type not in model_types:
-        raise OccupancyInputError(
-            f"{field}: {folder} holds model_type {model_type!r}, expected {' or '.join(map(repr, model_types))}")
-    return folder
-
 
 def check_inputs(frames, class_names) -> tuple[np.ndarray, list[str]]:
     """Validated ``frames`` (T, H, W, 3) uint8 and ``class_names`` (non-empty strings)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orv_engine.atomic_files import atomic_write_bytes, atomic_write_text
+from orv_engine.atomic_files import atomic_write_bytes, atomic_write_text, read_manifest_json
 from orv_engine.occupancy.consistency import ConsistencyScore
 from orv_engine.occupancy.errors import OccupancyInputError
 from orv_engine.occupancy.from_rgb.camera import EpisodeCamera
@@ -64,14 +64,7 @@ class StoreManifest:
 
 
 def read_manifest(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OccupancyInputError(f"{path}: unreadable store manifest ({err}); it is only ever replaced "
-                                  "atomically, so it was changed by hand or the disk is failing") from None
-    if data.get("format") != MANIFEST_FORMAT:
-        raise OccupancyInputError(f"{path}: not an orv-occupancy manifest (format {data.get('format')!r})")
-    return data
+    return read_manifest_json(path, MANIFEST_FORMAT, "orv-occupancy", OccupancyInputError)
 
 
 class OccupancyStore:
