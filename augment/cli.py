@@ -23,10 +23,12 @@ from pathlib import Path
 from augment.config import AugmentConfig, load_config
 from augment.demo import run_demo
 from augment.manifest import RunState, all_shards
-from orv_engine.data.sharding import parse_shard
 from augment.ray_runner import RayAugmentRun
 from augment.runner import ALL_STAGES, AugmentRun
+from filtering.backends import VLMServerError
 from orv_engine.config_validation import ConfigError, config_epilog
+from orv_engine.data.sharding import parse_shard
+from orv_engine.models.checkpoint_files import CheckpointError
 
 # subcommand -> the stages it runs (augment.runner's names: hyphens here, underscores there)
 STAGE_COMMANDS = {
@@ -135,7 +137,8 @@ def main(argv=None) -> int:
         else:
             stages = (args.stages or ALL_STAGES) if args.command == "run" else STAGE_COMMANDS[args.command]
             summary = run_command(args, stages)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, VLMServerError, CheckpointError) as err:
+        # nothing is lost: finished units stay finished and a rerun goes on from them
         print(f"orv-augment: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

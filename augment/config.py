@@ -19,7 +19,7 @@ from augment.first_frames.controlnets import controlnet_config, controlnet_set_p
 from filtering.config import FilterConfig
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, check_choices, check_range, option
-from orv_engine.models.checkpoint_files import CheckpointError
+from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
 
 # Appearance prompts for new first frames (paper Sec. 9 / 10.3.1: new surfaces, lighting and
 # backgrounds for the same geometry). Variant k of an episode uses prompts[k % len(prompts)].
@@ -226,6 +226,11 @@ def _need(key: str, value: str | None, what: str, problems: list[str]) -> None:
         problems.append(f"{key}: required ({what})")
     elif not Path(value).expanduser().exists():
         problems.append(f"{key}: {value} does not exist ({what})")
+    else:
+        try:
+            check_weight_files(value)
+        except CheckpointError as err:
+            problems.append(f"{key}: {err}")
 
 
 def _check_controlnets(first_frames: FirstFramesConfig, problems: list[str]) -> None:
@@ -262,6 +267,8 @@ def check_inputs(config: AugmentConfig, stages) -> None:
         _check_controlnets(config.first_frames, problems)
     if "rollouts" in stages:
         _need("rollout.model", config.rollout.model, "an ORV pipeline folder", problems)
+        if config.rollout.transformer:
+            _need("rollout.transformer", config.rollout.transformer, "an ORV transformer folder", problems)
     if "scores" in stages and config.score.enabled and not config.score.checks_only:
         fc = config.filter_config()
         if fc.backend in ("vllm", "transformers"):

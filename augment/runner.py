@@ -7,6 +7,12 @@ run unsharded. Each stage loads its model only when it has work, so a resumed ru
 rollouts are done never loads FLUX. A unit whose stage raises is marked ``failed`` with the
 message and the run goes on; the report lists it.
 
+A resume trusts files, not the manifest: before any stage, every finished state is checked
+against its outputs (:meth:`AugmentRun.verify_outputs`: source files, first frame, rollout
+folder, verdict; the run-wide stages' ``kept.txt``, export and mixture) and whatever is missing
+is redone, said in the log. Paths in ``run.json`` are relative to the run folder, so a run
+folder that is moved or copied resumes on its own files.
+
 Names (the table in ``docs/augment.md``): a *stage* keeps one spelling in ``--stages`` and in
 the timings of ``RUN/manifest/run.json``; only its subcommand is spelled the CLI's way
 (``first-frames``, ``score``: :data:`augment.cli.STAGE_COMMANDS`). A unit's *state*
@@ -34,10 +40,10 @@ from augment.manifest import (FAILED, PAINTED, PLANNED, ROLLED_OUT, SCORED, Mani
 from augment.models import make_generator, make_painter, painter_ids
 from augment.replay import REPLAY, replay_unit_id
 from augment.report import write_report
-from augment.rollout import world_model_condition_kinds
-from augment.score_stage import score_units, select_units
-from augment.sources import iter_source_episodes, prepare_source, save_source
-from augment.unit_work import first_frame_unit, rollout_unit
+from augment.rollout import rollout_dir, world_model_condition_kinds
+from augment.score_stage import score_units, select_units, verdict_path
+from augment.sources import iter_source_episodes, prepare_source, save_source, source_dir
+from augment.unit_work import first_frame_path, first_frame_unit, rollout_unit
 from orv_engine.config_validation import ConfigError
 from orv_engine.data.errors import SkipReport
 
@@ -234,6 +240,8 @@ class AugmentRun:
     def run_export(self) -> None:
         start = time.perf_counter()
         result = export_kept(self.config, self.run_dir)
+        if result.get("path"):  # relative: a moved or copied run folder keeps pointing at its own export
+            result["path"] = self._relative(result["path"])
         self.state.set("export", status="done", scored_units_hash=self._scored_hash(), result=result)
         episodes = result.get("episodes", 0)
         episodes = sum(episodes.values()) if isinstance(episodes, dict) else int(episodes or 0)
@@ -246,19 +254,82 @@ class AugmentRun:
                            result={"skipped": "merge.bridge not set"})
             return
         start = time.perf_counter()
-        result = merge_with_bridge(self.config, self.run_dir, self.state.data["stages"].get("export", {}).get("result", {}))
+        export = dict(self.state.data["stages"].get("export", {}).get("result", {}))
+        if export.get("path"):
+            export["path"] = str(self.run_dir / export["path"])
+        result = merge_with_bridge(self.config, self.run_dir, export)
+        result = {k: self._relative(v) if k in ("mixture", "merged") and isinstance(v, str) else v
+                  for k, v in result.items()}
         self.state.set("merge", status="done", scored_units_hash=self._scored_hash(), result=result)
         self.state.add_time("merge", time.perf_counter() - start, 1)
 
     def run_report(self) -> Path:
         path = write_report(self.run_dir)
-        self.state.set("report", status="done", result={"path": str(path)})
+        self.state.set("report", status="done", result={"path": self._relative(path)})
         return path
+
+    def _relative(self, path) -> str:
+        """``path`` relative to the run folder when it lies inside it."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.run_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+    # -- resume: trust the files, not the manifest ---------------------------------------
+    def verify_outputs(self) -> list[str]:
+        """Put every unit and run-wide stage whose outputs are gone back to where they are
+        redone; returns what was reset (also logged)."""
+        notes: list[str] = []
+        run = self.run_dir
+        for key in sorted(self.manifest.episodes):
+            record = self.manifest.episodes[key]
+            folder = source_dir(run, key)
+            if record.get("status") == "ready" and not all((folder / f).is_file() for f in ("source.json", "source.npz")):
+                units = [u for u, rec in self.manifest.units.items() if rec.get("episode") == key]
+                for unit_id in units:
+                    del self.manifest.units[unit_id]
+                del self.manifest.episodes[key]
+                notes.append(f"episode {key}: {folder} is missing; its source and its {len(units)} unit(s) are redone")
+        order = [PLANNED, PAINTED, ROLLED_OUT, SCORED]
+        for unit_id, unit in sorted(self.manifest.units.items()):
+            state = unit["stage"]
+            if state not in order or state == PLANNED:
+                continue
+            rollout = rollout_dir(run, unit_id)
+            has = {PAINTED: first_frame_path(run, unit_id).is_file(),
+                   ROLLED_OUT: all((rollout / f).is_file() for f in ("video.mp4", "clip.npz", "clip.json")),
+                   SCORED: verdict_path(run, unit_id).is_file()}
+            valid = PLANNED
+            if has[ROLLED_OUT]:
+                valid = SCORED if state == SCORED and has[SCORED] else ROLLED_OUT
+            elif has[PAINTED]:
+                valid = PAINTED
+            if order.index(valid) < order.index(state):
+                unit["stage"] = valid
+                notes.append(f"unit {unit_id}: {state} outputs missing; back to {valid}")
+        if notes:
+            self.manifest.save()
+        outputs = {"filter": ["kept.txt"],
+                   "export": [self.state.data["stages"].get("export", {}).get("result", {}).get("path")],
+                   "merge": [self.state.data["stages"].get("merge", {}).get("result", {}).get(k)
+                             for k in ("mixture", "merged")]}
+        for stage, paths in outputs.items():
+            if not self.state.done(stage):
+                continue
+            gone = [p for p in paths if p and not (run / p).exists()]
+            if gone or notes:
+                self.state.reset(stage)
+                notes.append(f"{stage}: redone ({'missing ' + ', '.join(map(str, gone)) if gone else 'units redone'})")
+        for note in notes:
+            self.log(f"resume: {note}")
+        return notes
 
     # -- driver ------------------------------------------------------------------------
     def run(self, stages=ALL_STAGES) -> dict:
         stages = [s for s in ALL_STAGES if s in set(stages)]
         check_inputs(self.config, stages)
+        self.verify_outputs()
         if self.shard[1] > 1:
             run_wide = [s for s in stages if s in RUN_WIDE_STAGES]
             if run_wide:
@@ -271,7 +342,11 @@ class AugmentRun:
             getattr(self, f"run_{stage}")()
         return {"run_dir": str(self.run_dir), "units": self.manifest.counts(),
                 "report": str(self.run_dir / "report.html") if "report" in stages else None,
-                "export": self.state.data["stages"].get("export", {}).get("result", {}).get("path")}
+                "export": self._export_path()}
+
+    def _export_path(self) -> str | None:
+        path = self.state.data["stages"].get("export", {}).get("result", {}).get("path")
+        return str(self.run_dir / path) if path else None
 
     def _scored_hash(self) -> str:
         return _hash(sorted(u for s in all_shards(self.run_dir) for u, rec in s["units"].items()

@@ -8,7 +8,9 @@
 Writes to ``--out``: ``verdicts.parquet`` (one row per clip: every score, check and
 reason), ``verdicts.jsonl`` (appended batch by batch; ``--resume`` skips the clips it
 already holds), ``kept.txt`` and ``summary.json``. Exit status 0 whenever the run went
-through (unscored clips are recorded, not errors), 2 for bad arguments or config.
+through (unscored clips are recorded, not errors), 1 when not one clip could be read, 2 for
+bad arguments or config or a folder without clips. ``orv-filter RUN/rollouts`` reads an
+``orv-augment`` run's unit folders (``UNIT/video.mp4``) directly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from filtering.backends import make_backend
+from filtering.backends import VLMServerError, make_backend
 from filtering.clip_source import clips_from_folder
 from filtering.config import BACKENDS, FilterConfig
 from filtering.scoring import FilterPipeline
@@ -27,6 +29,7 @@ from filtering.selection import select, select_by_checks, summarize
 from filtering.table import append_jsonl, read_jsonl, write_verdicts
 from orv_engine import config_validation
 from orv_engine.config_validation import config_epilog
+from orv_engine.models.checkpoint_files import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +88,11 @@ def main(argv=None) -> int:
         return 2
     if ignored:
         print(f"ignored {len(ignored)} entries that are not clips: {', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}")
+    if not clips:
+        print(f"orv-filter: no clip in {args.clips}: a clip is a video (.mp4 .avi .mov .mkv .webm), .gif, .npy, a "
+              "folder of .png/.jpg frames, or an orv-augment unit folder holding video.mp4 (RUN/rollouts)",
+              file=sys.stderr)
+        return 2
     if args.limit:
         clips = clips[: args.limit]
     out = Path(args.out)
@@ -102,7 +110,11 @@ def main(argv=None) -> int:
     backend = None
     start = time.perf_counter()
     if not args.checks_only and todo:
-        backend = make_backend(config)
+        try:
+            backend = make_backend(config)
+        except (VLMServerError, CheckpointError) as error:
+            print(f"orv-filter: {error}", file=sys.stderr)
+            return 2
     if backend is not None:
         print(f"model loaded in {time.perf_counter() - start:.1f} s")
     if args.checks_only:
@@ -136,6 +148,11 @@ def main(argv=None) -> int:
     for v in verdicts:
         print(f"  {'KEEP' if v.keep else 'DROP'} {v.clip}: {v.reason}")
     print(f"verdicts: {out / 'verdicts.parquet'}")
+    unreadable = [v for v in verdicts if (v.error or "").startswith("unreadable")]
+    if verdicts and len(unreadable) == len(verdicts):
+        print(f"orv-filter: none of the {len(verdicts)} clips in {args.clips} could be read "
+              f"(first: {unreadable[0].clip}: {unreadable[0].error})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,11 +26,11 @@ class ChatServer:
     texts after ``delay`` seconds; counts requests and the most in flight.
 
     ``answers``: ``{"score": [...], "caption": [...]}``; a request with a
-    ``response_format`` is a scoring request. Each kind's list is used in arrival order
+    ``response_format`` is a scoring request. ``GET /v1/models`` lists ``models`` (404 when None). Each kind's list is used in arrival order
     and its last entry repeats."""
 
-    def __init__(self, answers: dict, delay: float = 0.0):
-        self.answers, self.delay = answers, delay
+    def __init__(self, answers: dict, delay: float = 0.0, models: list[str] | None = None):
+        self.answers, self.delay, self.models = answers, delay, models
         self.served = {kind: 0 for kind in answers}
         self.count = self.in_flight = self.max_in_flight = 0
         self.bodies = []
@@ -40,6 +40,18 @@ class ChatServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):  # /v1/models: 404 unless the server was given model names
+                if outer.models is None or not self.path.rstrip("/").endswith("/models"):
+                    self.send_error(404)
+                    return
+                payload = json.dumps({"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in outer.models]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -105,6 +105,30 @@ def test_rerun_of_a_finished_run_does_no_work(finished_run, models):
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "rollouts").rglob("clip.npz")} == before
 
 
+def test_a_copied_run_with_deleted_outputs_redoes_them_from_its_own_files(finished_run, models, tmp_path):
+    run_dir, summary = finished_run
+    state = json.loads((run_dir / "manifest" / "run.json").read_text())
+    assert not Path(state["stages"]["export"]["result"]["path"]).is_absolute()  # relocatable
+    copy = tmp_path / "moved" / "run"
+    shutil.copytree(run_dir, copy)
+    unit = sorted(p.name for p in (copy / "rollouts").iterdir() if "__v" in p.name)[0]
+    shutil.rmtree(copy / "rollouts" / unit)
+    (copy / "verdicts" / f"{sorted(p.stem for p in (copy / 'verdicts').iterdir())[-1]}.json").unlink()
+    shutil.rmtree(copy / "export")
+    logged = []
+    runner = AugmentRun(config_from_dict(small_config(models, replay=True)), copy, progress=False, log=logged.append)
+    resumed = runner.run()
+    assert any(f"unit {unit}: scored outputs missing; back to first_frame" in m for m in logged), logged
+    assert any(m.startswith("resume: export: redone") for m in logged), logged
+    assert resumed["units"] == {"scored": 6} and Path(resumed["export"]).is_relative_to(copy)
+    with np.load(copy / "rollouts" / unit / "clip.npz") as new, np.load(run_dir / "rollouts" / unit / "clip.npz") as old:
+        assert np.abs(new["frames"].astype(int) - old["frames"]).mean() < 1.0  # same seed, same clip
+    from orv_engine.data.rlds_reader import RLDSReader
+
+    assert len(list(RLDSReader(resumed["export"], dataset="bridge", split="train"))) == len(
+        list(RLDSReader(summary["export"], dataset="bridge", split="train")))
+
+
 def _run_cli(args, **kw):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "augment.cli", *args], cwd=ROOT, env=env,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import filtering  # noqa: F401  (import order)
-from filtering.backends.openai_server import OpenAIServerBackend
+from filtering.backends.openai_server import OpenAIServerBackend, VLMServerError
 from filtering.clip_source import clips_from_arrays
 from filtering.config import FilterConfig
 from filtering.records import SCORED, UNSCORED
@@ -101,15 +101,37 @@ def test_concurrency_is_bounded():
     assert server.count == 6 and server.max_in_flight == 2
 
 
-def test_unreachable_server_loses_nothing():
-    cfg = config(f"http://127.0.0.1:{free_port()}/v1")
+def test_unreachable_server_is_named_once_before_any_clip():
+    url = f"http://127.0.0.1:{free_port()}/v1"
     start = time.perf_counter()
-    verdicts = run(cfg, clips(3))
+    with pytest.raises(VLMServerError, match=f"the VLM server at {url} cannot be used .*APIConnectionError"):
+        run(config(url), clips(3))
     assert time.perf_counter() - start < 10
+
+
+def test_a_server_that_does_not_serve_the_model_or_misbehaves_is_named():
+    with ChatServer({"score": [GOOD]}, models=["other-model"]) as server:
+        with pytest.raises(VLMServerError, match=f"{server.url} does not serve 'qwen-vl'.*other-model"):
+            run(config(server.url), clips(1))
+        assert server.count == 0  # not one clip was sent
+    with ChatServer({"score": [GOOD]}, models=["qwen-vl"]) as server:
+        cfg = config(server.url)
+        cfg.caption = False
+        assert [v.score_status for v in run(cfg, clips(2))] == [SCORED] * 2
+
+
+def test_a_server_that_goes_away_mid_run_loses_nothing():
+    from filtering.backends import make_backend
+
+    with ChatServer({"score": [GOOD]}) as server:
+        cfg = config(server.url)
+        backend = make_backend(cfg)  # checked while it runs
+    with backend:
+        verdicts = select(FilterPipeline(cfg, backend).run(clips(3)), cfg.selection)
     assert [v.clip for v in verdicts] == ["clip0", "clip1", "clip2"]
     for v in verdicts:
-        assert v.score_status == UNSCORED and "APIConnectionError" in v.error and v.keep is False
-        assert "unscored" in v.reason
+        assert v.score_status == UNSCORED and v.keep is False and "unscored" in v.reason
+        assert f"{server.url}: APIConnectionError" in v.error  # the address, clip by clip
 
 
 def test_backend_never_raises_per_request():

@@ -151,3 +151,47 @@ def test_cli_checks_only_write_config_and_bad_arguments(tmp_path, capsys):
     assert main([str(clips), "--set", "bogus=1", "--checks-only"]) == 2
     assert main([str(clips)]) == 2  # no model
     assert main([str(tmp_path / "missing"), "--checks-only"]) == 2
+
+
+def test_cli_names_a_folder_without_clips_and_reads_orv_augment_units(tmp_path, capsys):
+    import numpy as np
+
+    from filtering.cli import main
+    from orv_engine.pipelines.video_io import save_mp4
+
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "README.txt").write_text("no clips here")
+    assert main([str(empty), "--checks-only", "--out", str(tmp_path / "out0")]) == 2
+    assert f"no clip in {empty}" in capsys.readouterr().err
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.npy").write_bytes(b"not an array")
+    (unreadable / "b.mp4").write_bytes(b"not a video")
+    assert main([str(unreadable), "--checks-only", "--out", str(tmp_path / "out1")]) == 1
+    assert f"none of the 2 clips in {unreadable} could be read" in capsys.readouterr().err
+    # orv-augment's per-unit layout: rollouts/UNIT/{video.mp4, clip.npz, ...}
+    rollouts = tmp_path / "run" / "rollouts"
+    rng = np.random.default_rng(0)
+    for unit in ("ep0__v0", "ep0__v1"):
+        (rollouts / unit).mkdir(parents=True)
+        frames = np.repeat(rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), 5, axis=0)
+        save_mp4(frames, rollouts / unit / "video.mp4", fps=5)
+        (rollouts / unit / "clip.json").write_text("{}")
+    assert main([str(rollouts), "--checks-only", "--out", str(tmp_path / "out2")]) == 0
+    assert sorted(v.clip for v in read_verdicts(tmp_path / "out2" / "verdicts.parquet")) == ["ep0__v0", "ep0__v1"]
+
+
+def test_cli_names_an_unreachable_server(tmp_path, capsys):
+    import numpy as np
+
+    from filtering.cli import main
+    from filtering_helpers import free_port
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    np.save(clips / "a.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert main([str(clips), "--backend", "openai", "--model", "qwen", "--set", f"openai.base_url={url}",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert f"the VLM server at {url} cannot be used" in capsys.readouterr().err

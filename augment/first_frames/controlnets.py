@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import FluxControlNetModel
 
-from orv_engine.models.checkpoint_files import CheckpointError
+from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
 from orv_engine.models.xlabs_controlnet import load_xlabs_controlnet, read_xlabs_config
 
 SINGLE_FILE_SUFFIX = ".safetensors"
@@ -66,6 +66,7 @@ def controlnet_config(path, axes_dims_rope=None) -> dict:
 def load_controlnet(path, dtype: torch.dtype, axes_dims_rope=None) -> FluxControlNetModel:
     """A folder through diffusers, an XLabs ``.safetensors`` file converted in memory."""
     path = Path(path).expanduser()
+    check_weight_files(path)
     if path.is_dir():
         return FluxControlNetModel.from_pretrained(path, dtype=dtype)
     controlnet_config(path, axes_dims_rope)  # the same refusal of a foreign single file

@@ -25,6 +25,7 @@ from PIL import Image
 
 from augment.first_frames.controlnets import (controlnet_config, controlnet_set_problem, flux_axes_dims_rope,
                                               load_controlnet)
+from orv_engine.models.checkpoint_files import check_weight_files
 from orv_engine.config_validation import ConfigError
 from orv_engine.occupancy.condition_images import depth_image, semantic_image
 
@@ -57,6 +58,7 @@ class FirstFramePainter:
         problem = controlnet_set_problem([controlnet_config(cn.path, axes_dims_rope) for cn in controlnets], names)
         if problem:
             raise ConfigError(f"first_frames.controlnets: {problem}")
+        check_weight_files(flux_path)
         nets = [load_controlnet(cn.path, dtype, axes_dims_rope) for cn in controlnets]
         controlnet = nets[0] if len(nets) == 1 else FluxMultiControlNetModel(nets)
         self.pipe = FluxControlNetPipeline.from_pretrained(Path(flux_path), controlnet=controlnet, dtype=dtype)

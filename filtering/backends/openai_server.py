@@ -9,7 +9,12 @@
   frames (``data:video/jpeg;base64,<frame>,<frame>,...``, what vLLM's server reads),
   ``"images"`` one ``image_url`` per frame (any vision server), ``"none"`` no frames;
 - structured output: ``response_format={"type": "json_schema", ...}`` with the scoring
-  schema (vLLM guided decoding behind it).
+  schema (vLLM guided decoding behind it);
+- the server is checked once before any clip (:meth:`OpenAIServerBackend.check_server`,
+  called by ``make_backend``): unreachable, misbehaving, or not serving the model is one
+  :class:`VLMServerError` naming the address, not the same connection error clip by clip.
+  A server that goes away mid-run still costs no clip: each gets an unscored verdict whose
+  error names the address.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ def frame_content(frames: np.ndarray | None, mode: str) -> list[dict]:
     return [{"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(encoded)}}]
 
 
+class VLMServerError(ConnectionError):
+    """The VLM server cannot be used: unreachable, misbehaving, or not serving the model."""
+
+
 class OpenAIServerBackend(VLMBackend):
     name = "openai"
 
@@ -52,6 +61,25 @@ class OpenAIServerBackend(VLMBackend):
         self.client = openai.OpenAI(base_url=self.config.base_url, api_key=self.config.api_key,
                                     timeout=self.config.timeout, max_retries=self.config.max_retries)
         self.pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="orv-filter-openai")
+
+    def check_server(self, timeout: float = 10.0) -> None:
+        """One ``GET /models`` without retries: the server answers and serves ``self.model``.
+
+        A server without the endpoint (404) is taken as reachable (not every OpenAI-compatible
+        server lists its models); anything else that fails is a :class:`VLMServerError`."""
+        address = self.config.base_url
+        client = self.client.with_options(timeout=min(timeout, self.config.timeout), max_retries=0)
+        try:
+            served = [model.id for model in client.models.list()]
+        except openai.NotFoundError:
+            return
+        except Exception as error:  # noqa: BLE001  (refused, timed out, 5xx, not JSON)
+            raise VLMServerError(
+                f"the VLM server at {address} cannot be used ({describe(error)}); start it (e.g. `vllm serve "
+                f"MODEL --port PORT`) or set openai.base_url to where it runs") from None
+        if self.model not in served:
+            raise VLMServerError(f"the VLM server at {address} does not serve {self.model!r}; it serves {served} "
+                                 "(set openai.served_model, or model, to one of them)")
 
     def _one(self, request: VLMRequest) -> VLMResponse:
         start = time.perf_counter()
@@ -72,7 +100,7 @@ class OpenAIServerBackend(VLMBackend):
             choice = completion.choices[0]
             return VLMResponse(choice.message.content, None, time.perf_counter() - start, choice.finish_reason)
         except Exception as error:  # noqa: BLE001  (timeouts, refused connections, 4xx/5xx)
-            return VLMResponse(None, describe(error), time.perf_counter() - start)
+            return VLMResponse(None, f"{self.config.base_url}: {describe(error)}", time.perf_counter() - start)
 
     def _generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
         return list(self.pool.map(self._one, requests))

@@ -17,6 +17,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoT
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
 from filtering.config import TransformersConfig
+from orv_engine.models.checkpoint_files import check_weight_files
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -27,6 +28,7 @@ class TransformersBackend(VLMBackend):
     def __init__(self, model: str, config: TransformersConfig | None = None, batch_size: int = 16):
         self.config = config or TransformersConfig()
         self.batch_size = batch_size
+        check_weight_files(model)  # a damaged file named before transformers meets it
         hf_config = AutoConfig.from_pretrained(model)
         dtype = _DTYPES.get(self.config.dtype, "auto")
         kwargs = {"dtype": dtype}

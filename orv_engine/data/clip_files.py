@@ -7,6 +7,9 @@ the same name; the formats may differ (generated ``.mp4`` against ground-truth P
 is fine). Every clip must have its pair, in both directions, with the same frame count and
 frame size; anything else is a :class:`ClipPairError` that names the clips.
 
+``orv-augment``'s per-unit layout reads directly: a folder holding ``video.mp4`` (a run's
+``rollouts/UNIT/``) is the clip named after the folder, so ``orv-filter RUN/rollouts`` works.
+
 Formats: videos through FFmpeg (``.mp4 .avi .mov .mkv .webm``, via imageio-ffmpeg, which
 the project already depends on), ``.gif`` (imageio/Pillow), ``.npy`` arrays
 ``(T, H, W, 3)`` or ``(T, H, W)`` uint8, and folders of ``.png``/``.jpg`` frames in natural
@@ -29,6 +32,7 @@ GIF_EXTENSIONS = (".gif",)
 ARRAY_EXTENSIONS = (".npy",)
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CLIP_EXTENSIONS = VIDEO_EXTENSIONS + GIF_EXTENSIONS + ARRAY_EXTENSIONS
+UNIT_VIDEO = "video.mp4"  # the clip of an orv-augment unit folder (augment.rollout)
 
 
 class ClipPairError(ValueError):
@@ -64,10 +68,13 @@ def scan_clip_folder(folder: str | Path) -> tuple[dict[str, Path], list[str], li
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            if not _frame_files(entry):
-                unsupported.append(entry.name + "/ (no .png/.jpg frames)")
+            if (entry / UNIT_VIDEO).is_file():  # an orv-augment unit folder
+                name, entry = entry.name, entry / UNIT_VIDEO
+            elif not _frame_files(entry):
+                unsupported.append(entry.name + f"/ (no .png/.jpg frames, no {UNIT_VIDEO})")
                 continue
-            name = entry.name
+            else:
+                name = entry.name
         elif entry.suffix.lower() in CLIP_EXTENSIONS:
             name = entry.stem
         else:

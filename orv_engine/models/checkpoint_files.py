@@ -63,6 +63,8 @@ def read_header(path: Path) -> dict:
             if header_len <= 0 or 8 + header_len > size:
                 raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
             header = json.loads(f.read(header_len))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not a readable safetensors file ({error}); is it truncated or another format?") from error
     data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
@@ -128,3 +130,41 @@ def check_shapes(expected: dict, found: dict, source) -> None:
 def _short(items: list[str], limit: int = 8) -> str:
     head = ", ".join(items[:limit])
     return head + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def check_weight_files(path: str | Path, max_depth: int = 2) -> None:
+    """Read the header of every ``.safetensors`` file under ``path`` (a file, a model folder or
+    a pipeline folder with one model per subfolder, up to ``max_depth`` levels) and check each
+    index's shards exist.
+
+    Why: transformers and diffusers meet a truncated or foreign weights file only when they
+    load it, deep inside ``from_pretrained``, with a bare ``SafetensorError`` or a message that
+    does not say what to do. Headers cost nothing to read, so every loader of a user-given
+    folder calls this first and a damaged file is a :class:`CheckpointError` naming it.
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        files, indexes = ([path], []) if path.suffix == ".safetensors" else ([], [])
+    else:
+        files, indexes = [], []
+        for depth in range(max_depth + 1):
+            pattern = "/".join(["*"] * depth + ["*"])
+            files += [p for p in path.glob(pattern) if p.name.endswith(".safetensors") and p.is_file()]
+            indexes += [p for p in path.glob(pattern) if p.name.endswith(".safetensors.index.json")]
+    problems = []
+    for index in sorted(indexes):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            problems.append(f"{index} is not a readable safetensors index ({type(error).__name__}: {error})")
+            continue
+        missing = sorted(name for name in shards if not (index.parent / name).is_file())
+        if missing:
+            problems.append(f"{index}: shards it lists are missing: {missing}")
+    for file in sorted(files):
+        try:
+            read_header(file)
+        except (CheckpointError, OSError) as error:
+            problems.append(str(error))
+    if problems:
+        raise CheckpointError("damaged weights (re-download or re-copy these files):\n  " + "\n  ".join(problems))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from orv_engine.occupancy.alignment import fit_depth_alignment
 from orv_engine.occupancy.errors import OccupancyInputError
+from orv_engine.occupancy.model_folders import read_model_folder
 
 
 @dataclass
@@ -34,9 +34,7 @@ class DepthAdapter:
     """A transformers depth-estimation model loaded from ``model_path`` (no hub access)."""
 
     def __init__(self, model_path, device: str = "cpu", output_kind: str = "auto", batch_size: int = 8):
-        path = Path(model_path)
-        if not (path / "config.json").is_file():
-            raise OccupancyInputError(f"model_path: {path} has no config.json (a saved depth-estimation model folder)")
+        path, _ = read_model_folder("model_path", model_path)
         self.model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True).to(device).eval()
         self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         self.device = device

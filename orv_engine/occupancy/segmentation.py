@@ -9,13 +9,13 @@ in the package imports it, and it is not needed on CPU-only machines.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor, Sam2Model, Sam2Processor
 
 from orv_engine.occupancy.errors import OccupancyInputError
+from orv_engine.occupancy.model_folders import read_model_folder
 
 UNKNOWN = "unknown"
 
@@ -60,9 +60,8 @@ class GroundedSam2Segmenter:
 
     def __init__(self, grounding_dino_path, sam2_path, device: str = "cpu",
                  box_threshold: float = 0.3, text_threshold: float = 0.25):
-        for field, path in (("grounding_dino_path", grounding_dino_path), ("sam2_path", sam2_path)):
-            if not (Path(path) / "config.json").is_file():
-                raise OccupancyInputError(f"{field}: {path} is not a saved model folder")
+        grounding_dino_path = read_model_folder("grounding_dino_path", grounding_dino_path)[0]
+        sam2_path = read_model_folder("sam2_path", sam2_path)[0]
         self.detector = AutoModelForZeroShotObjectDetection.from_pretrained(grounding_dino_path, local_files_only=True).to(device).eval()
         self.detector_processor = AutoProcessor.from_pretrained(grounding_dino_path, local_files_only=True)
         self.sam = Sam2Model.from_pretrained(sam2_path, local_files_only=True).to(device).eval()

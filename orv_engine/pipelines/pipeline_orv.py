@@ -36,6 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import T5EncoderModel, T5Tokenizer
 
+from orv_engine.models.checkpoint_files import check_weight_files
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
 from orv_engine.pipelines import long_horizon
 from orv_engine.pipelines.inputs import (
@@ -90,7 +91,10 @@ class ORVPipeline(DiffusionPipeline):
         ``ORVPipeline.from_pretrained("CogVideoX-2b", transformer="orv-gen-model/transformer")``.
         """
         transformer = kwargs.get("transformer")
+        if Path(str(pretrained_model_name_or_path)).expanduser().is_dir():
+            check_weight_files(pretrained_model_name_or_path)  # a damaged file named before diffusers meets it
         if isinstance(transformer, (str, Path)):
+            check_weight_files(transformer)
             dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
             kwargs["transformer"] = cls.transformer_class.from_pretrained(transformer, torch_dtype=dtype)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)

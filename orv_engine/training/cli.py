@@ -90,11 +90,15 @@ def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) ->
         print(f"{prog}: config error: {what}", file=sys.stderr)
         return 2
 
-    trainer = (MultiViewTrainer if multiview else Trainer)(config)
-    if args.pre_encode:
-        trainer.setup()
-        return 0
-    return _train(trainer, args.resume)
+    try:
+        trainer = (MultiViewTrainer if multiview else Trainer)(config)
+        if args.pre_encode:
+            trainer.setup()
+            return 0
+        return _train(trainer, args.resume)
+    except CheckpointError as e:  # a damaged or foreign model folder, named
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
 
 
 def main_multiview(argv=None) -> int:

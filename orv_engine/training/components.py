@@ -18,6 +18,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
 from transformers import T5EncoderModel, T5Tokenizer
 
 from orv_engine.models import ORVTransformer3DModel
+from orv_engine.models.checkpoint_files import check_weight_files
 
 
 @dataclass
@@ -40,6 +41,9 @@ def load_components(pretrained_path: str | Path, transformer_path: str | Path | 
     """The pipeline parts under ``pretrained_path``; the transformer from ``transformer_path`` (default:
     its ``transformer/``) through ``transformer_loader(path, condition_kinds)``."""
     root = Path(pretrained_path).expanduser()
+    check_weight_files(root)  # a damaged file named before diffusers/transformers meet it
+    if transformer_path:
+        check_weight_files(transformer_path)
     transformer = transformer_loader(transformer_path or root / "transformer", condition_kinds)
     return Components(
         tokenizer=T5Tokenizer.from_pretrained(root / "tokenizer"),

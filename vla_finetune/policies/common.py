@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import AutoProcessor
 
-from orv_engine.models.checkpoint_files import CheckpointError
+from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
 from vla_finetune.policy_data.normalization import ActionNormalizer, StatisticsError, read_statistics
 
 STATISTICS_FILE = "dataset_statistics.json"
@@ -27,6 +27,7 @@ def check_model_folder(path, what: str) -> Path:
         raise CheckpointError(f"{what} folder {path} has no config.json (expected a transformers save_pretrained folder)")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise CheckpointError(f"{what} folder {path} has no weights (*.safetensors)")
+    check_weight_files(path)
     return path
 
 

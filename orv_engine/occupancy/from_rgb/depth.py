@@ -33,7 +33,7 @@ import torch
 
 from orv_engine.occupancy.cameras import pinhole
 from orv_engine.occupancy.errors import OccupancyInputError
-from orv_engine.occupancy.from_rgb.model_folders import read_model_folder, require_model_type
+from orv_engine.occupancy.model_folders import read_model_folder, require_model_type
 
 SUPPORTED_MODEL_TYPES = ("depth_pro", "depth_anything")
 # Apple's infer() clamps inverse depth to [1e-4, 1e4] before inverting: depth in [1e-4, 1e4] m.

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from orv_engine.occupancy.errors import OccupancyInputError
-from orv_engine.occupancy.from_rgb.model_folders import check_model_folder
+from orv_engine.occupancy.model_folders import check_model_folder
 
 SEGMENTER_KINDS = ("sam3_video", "grounded_sam2_video")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
 from orv_engine.occupancy.errors import OccupancyInputError
 
 
@@ -26,6 +27,10 @@ def read_model_folder(field: str, path) -> tuple[Path, dict]:
         raise OccupancyInputError(f"{field}: cannot read {config_file} as JSON ({error})") from None
     if not isinstance(config, dict):
         raise OccupancyInputError(f"{field}: {config_file} is not a JSON object")
+    try:
+        check_weight_files(folder)
+    except CheckpointError as error:
+        raise OccupancyInputError(f"{field}: {error}") from None
     return folder, config
 
 
