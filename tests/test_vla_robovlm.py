@@ -45,9 +45,11 @@ def test_save_load_gives_the_same_actions(trained, tmp_path):
     trained_policy = trained["trainer"].unwrapped.eval()
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
-    for execution, wrapper in (("chunk", ActionChunkExecutor), ("ensemble", TemporalEnsembler)):
-        loaded = load_policy(final, execution=execution)
-        reference = wrapper(trained_policy)
+    # explicit settings: the folder's own (config execution/execute_steps) are RoboVLMs' chunk, 1 step
+    for execution, wrapper, kwargs in (("chunk", ActionChunkExecutor, {"execute_steps": 2}),
+                                       ("ensemble", TemporalEnsembler, {"weight_decay": 0.01})):
+        loaded = load_policy(final, execution=execution, **kwargs)
+        reference = wrapper(trained_policy, *kwargs.values())
         assert isinstance(loaded, VLAPolicy)
         for policy in (loaded, reference):
             policy.reset("put the spoon in the pot")
@@ -62,27 +64,48 @@ def test_save_load_gives_the_same_actions(trained, tmp_path):
 
 
 def test_inference_history_matches_training_windows(trained):
-    """predict_chunk over the kept history = the training forward on the same window (last step)."""
+    """predict_chunk over the kept history = the training forward on the same frames (last step)."""
     policy = trained["trainer"].unwrapped.eval()
     rng = np.random.default_rng(1)
-    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    a, b, c = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3))
     instruction = "put the spoon in the pot"
+
+    def window_chunk(*images):
+        with torch.no_grad():
+            out = policy(images=torch.from_numpy(np.stack(images)[None]), instruction=[instruction])["prediction"]
+        return policy.actions_from_prediction(out[0, -1])
+
     policy.reset(instruction)
     policy.observe(a)
     chunk = policy.predict_chunk(b)
     assert chunk.shape == (policy.config.chunk_size, 7) and len(policy._history) == 2
-    with torch.no_grad():
-        window = policy(images=torch.from_numpy(np.stack([a, b])[None]), instruction=[instruction])["prediction"]
-    expected = policy.normalizer.unnormalize(window[0, -1].numpy())
-    np.testing.assert_allclose(chunk[:, :6], expected[:, :6], rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(chunk[:, 6], (window[0, -1, :, 6] > 0).float().numpy())
-    # a first step pads the history with its own frame, as the training windows do
+    np.testing.assert_allclose(chunk, window_chunk(a, b), rtol=1e-4, atol=1e-6)
+    # past history_len (2) the oldest frame drops out: the LSTM restarts on the last 2 (RoboVLMs' LSTMDecoder)
+    np.testing.assert_allclose(policy.predict_chunk(c), window_chunk(b, c), rtol=1e-4, atol=1e-6)
+    # a first step sees its one frame only, as RoboVLMs' stateful LSTM at an episode's start
     policy.reset(instruction)
-    first = policy.predict_chunk(b)
-    with torch.no_grad():
-        padded = policy(images=torch.from_numpy(np.stack([b, b])[None]), instruction=[instruction])["prediction"]
-    np.testing.assert_allclose(first[:, :6], policy.normalizer.unnormalize(padded[0, -1].numpy())[:, :6],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(policy.predict_chunk(b), window_chunk(b), rtol=1e-4, atol=1e-6)
+    # the head's tanh space maps to the q01/q99-normalised actions through norm_min/norm_max (+-0.65)
+    ones = torch.ones(1, 7)
+    np.testing.assert_allclose(policy.actions_from_prediction(ones)[0, :6],
+                               policy.normalizer.unnormalize(np.full(7, 0.65))[:6], rtol=1e-6)
+    assert policy.to_head_space(torch.tensor([0.65, 0.9, -1.0])).tolist() == pytest.approx([1.0, 1.0, -1.0])
+
+
+def test_config_checks_its_values():
+    from vla_finetune.policies.robovlm import RoboVLMConfig
+
+    config = RoboVLMConfig()
+    assert (config.history_len, config.chunk_size, config.lstm_hidden_size, config.lstm_num_layers) == (16, 10, 1024, 4)
+    assert config.head_hidden_sizes == [1024, 512, 256] and (config.execution, config.execute_steps) == ("chunk", 1)
+    assert config.prompt_template == "<grounding>An image of a robot {instruction}"
+    for bad, message in [({"execute_steps": 11}, "execute_steps"), ({"arm_loss": "l1"}, "arm_loss"),
+                         ({"execution": "open-loop"}, "execution"),
+                         ({"history_len": 0}, "history_len"), ({"prompt_template": "go"}, "prompt_template"),
+                         ({"action_norm_min": 0.5, "action_norm_max": 0.4}, "action_norm_min"),
+                         ({"normalization": "minmax"}, "normalization"), ({"action_dim": 8}, "action_dim")]:
+        with pytest.raises(ValueError, match=message):
+            RoboVLMConfig(**bad)
 
 
 def test_bad_input_errors(trained, tmp_path):

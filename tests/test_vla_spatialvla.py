@@ -38,6 +38,11 @@ def test_only_adapters_and_action_tokens_train(tmp_path, bridge_debug, trained):
                                             lora_alpha=4)
     vocab = policy.backbone.get_input_embeddings().weight.shape[0]
     assert policy.config.action_token_offset + 8194 == vocab
+    # upstream's token names and prompt (the lower-cased instruction), chunk 4, no Ego3D without ZoeDepth
+    tokens = policy.processor.tokenizer.convert_ids_to_tokens([policy.config.action_token_offset, vocab - 1])
+    assert tokens == ["<ACTION00000>", "<ACTION08193>"]
+    assert policy.prompts(["Put the Spoon in the pot. "]) == ["put the spoon in the pot."]
+    assert policy.config.chunk_size == 4 and policy.ego3d is None
     policy.apply_lora()
     trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)

@@ -97,7 +97,7 @@ def test_paper_configs_hold_the_paper_recipe():
     assert robovlm.policy.kind == "robovlm" and robovlm.optim.optimizer == "adam"
     assert robovlm.optim.learning_rate == 2e-5 and robovlm.optim.max_grad_norm == 1.0
     assert robovlm.policy.options == {"history_len": 16, "chunk_size": 10, "lstm_hidden_size": 1024,
-                                      "lstm_num_layers": 4, "arm_loss": "mse", "gripper_loss_weight": 0.01}
+                                      "lstm_num_layers": 4, "arm_loss": "huber", "gripper_loss_weight": 0.01}
     spatial = load_config(PROJECT_ROOT / "configs" / "vla" / "spatialvla_bridge_orv.yaml", check_paths=False)
     assert spatial.policy.kind == "spatialvla" and spatial.policy.lora
     assert spatial.optim.learning_rate == 5e-4

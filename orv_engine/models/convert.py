@@ -3,6 +3,7 @@ it in memory at every load.
 
     orv-convert orv-official SRC DST      # an official ORV transformer folder (OrangeSodahub/ORV)
     orv-convert xlabs-controlnet FILE DST # an XLabs FLUX ControlNet .safetensors (XLabs-AI/x-flux)
+    orv-convert robovlms|spatialvla ...   # the released policies: vla_finetune.convert_cli
 
 ``SRC`` is a transformer folder written by upstream's ``CogVideoXTransformer3DModelTraj``
 (``config.json`` + one or several safetensors files); ``DST`` becomes an
@@ -10,8 +11,8 @@ it in memory at every load.
 ``ORVMultiViewTransformer3DModel``) folder whose config records the preprocessing upstream
 trained with. ``FILE`` is one of XLabs' released single-file ControlNets
 (``flux-controlnet-depth-v3.safetensors``, ...); ``DST`` becomes a diffusers
-``FluxControlNetModel`` folder (:mod:`orv_engine.models.xlabs_controlnet`). The weights keep
-their stored precision unless ``--dtype`` says otherwise.
+``FluxControlNetModel`` folder (:mod:`orv_engine.models.xlabs_controlnet`). The weights keep their stored
+precision unless ``--dtype`` says otherwise.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ def convert_official(src: Path, dst: Path, dtype: str = "keep", condition_kinds:
     return dst
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="orv-convert", description=__doc__.split("\n\n")[0])
+def build_parser(add_subcommands=None, description: str | None = None) -> argparse.ArgumentParser:
+    """``orv-convert``'s parser with the world-model subcommands; ``add_subcommands(sub)`` adds
+    more (``vla_finetune.convert_cli`` adds the policies': ``orv_engine`` imports no other
+    package of the project). Each subcommand sets ``convert(args) -> Path``."""
+    parser = argparse.ArgumentParser(prog="orv-convert", description=description or __doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="source", required=True)
     official = sub.add_parser("orv-official", help="an official ORV transformer folder -> ORVTransformer3DModel")
     official.add_argument("src", type=Path, help="upstream transformer folder (config.json + safetensors)")
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     official.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
     official.add_argument("--condition-kinds", nargs="+", default=None,
                           help="for an upstream model with one condition: depth or semantics")
+    official.set_defaults(convert=lambda a: convert_official(a.src, a.dst, a.dtype, a.condition_kinds))
     xlabs = sub.add_parser("xlabs-controlnet", help="an XLabs FLUX ControlNet .safetensors -> FluxControlNetModel")
     xlabs.add_argument("src", type=Path,
                        help="XLabs' single-file ControlNet (e.g. flux-controlnet-depth-v3.safetensors)")
@@ -80,18 +86,29 @@ def main(argv: list[str] | None = None) -> int:
     xlabs.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
     xlabs.add_argument("--axes-dims-rope", type=int, nargs=3, default=list(FLUX1_AXES_DIMS_ROPE),
                        help="the base FLUX model's rotary axes (the file does not record them); default FLUX.1's")
+    xlabs.set_defaults(convert=lambda a: convert_xlabs_controlnet(a.src, a.dst, a.dtype, a.axes_dims_rope))
+    if add_subcommands is not None:
+        add_subcommands(sub)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None,
+        errors: tuple[type[Exception], ...] = (CheckpointError, ValueError)) -> int:
+    """Parse, run the chosen subcommand's ``convert(args) -> Path``; a named error is exit 2."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if args.source == "xlabs-controlnet":
-            dst = convert_xlabs_controlnet(args.src, args.dst, args.dtype, args.axes_dims_rope)
-        else:
-            dst = convert_official(args.src, args.dst, args.dtype, args.condition_kinds)
-    except CheckpointError as error:
+        dst = args.convert(args)
+    except errors as error:
         print(f"orv-convert: {error}", file=sys.stderr)
         return 2
     print(f"wrote {dst}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The world-model conversions alone (the ``orv-convert`` command is ``vla_finetune.convert_cli``)."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

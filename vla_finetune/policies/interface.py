@@ -111,24 +111,41 @@ class TemporalEnsembler:
         return action.astype(np.float32)
 
 
-def load_policy(path: str | Path, *, execution: str = "chunk", execute_steps: int | None = None,
-                weight_decay: float = 0.01, device: str = "cpu") -> VLAPolicy:
+UNCONVERTED = {  # released layouts that load_policy does not run as they are
+    "spatialvla": "a SpatialVLA release (trust_remote_code layout); convert it once with "
+                  "`orv-convert spatialvla SRC DST`",
+}
+
+
+def load_policy(path: str | Path, *, execution: str | None = None, execute_steps: int | None = None,
+                weight_decay: float | None = None, device: str = "cpu") -> VLAPolicy:
     """Open a saved RoboVLM or SpatialVLA folder as a :class:`VLAPolicy`.
 
-    ``execution``: "chunk" (:class:`ActionChunkExecutor`, ``execute_steps`` of each chunk,
-    default all) or "ensemble" (:class:`TemporalEnsembler`).
+    ``execution``: "chunk" (:class:`ActionChunkExecutor`, ``execute_steps`` of each chunk) or
+    "ensemble" (:class:`TemporalEnsembler`, ``weight_decay``). Each argument left ``None`` takes
+    the policy's own convention from its config (``execution``, ``execute_steps``,
+    ``ensemble_weight_decay``): RoboVLMs' Simpler wrapper executes the first action of each
+    chunk, SpatialVLA's ensembles 4-step chunks with the newer ones weighted more; a config
+    without them runs whole chunks (ensembling: ACT's m = 0.01).
     """
     path = Path(path)
     config = path / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{path}: not a saved policy folder (no config.json)")
     model_type = json.loads(config.read_text()).get("model_type")
+    if model_type in UNCONVERTED:
+        raise ValueError(f"{config}: model_type {model_type!r} is {UNCONVERTED[model_type]}")
     classes = {"robovlm": RoboVLMPolicy, "spatialvla_orv": SpatialVLAPolicy}
     if model_type not in classes:
         raise ValueError(f"{config}: model_type {model_type!r} is neither 'robovlm' nor 'spatialvla_orv'")
     model = classes[model_type].from_pretrained(path).to(device).eval()
+    own = model.config
+    execution = execution or getattr(own, "execution", None) or "chunk"
     if execution == "chunk":
-        return ActionChunkExecutor(model, execute_steps)
+        return ActionChunkExecutor(model, execute_steps if execute_steps is not None
+                                   else getattr(own, "execute_steps", None))
     if execution == "ensemble":
-        return TemporalEnsembler(model, weight_decay)
+        if weight_decay is None:
+            weight_decay = getattr(own, "ensemble_weight_decay", None)
+        return TemporalEnsembler(model, 0.01 if weight_decay is None else weight_decay)
     raise ValueError(f"execution must be 'chunk' or 'ensemble', not {execution!r}")

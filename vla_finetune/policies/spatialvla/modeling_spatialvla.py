@@ -1,22 +1,41 @@
 """SpatialVLA: PaliGemma predicts a chunk of actions as spatial action tokens.
 
 The 8194 action tokens (:class:`SpatialActionTokenizer`) are appended to the PaliGemma
-vocabulary (``<ACTION_00000>`` ...; new embedding rows). A training sample is PaliGemma's
+vocabulary (``<ACTION00000>`` ...; new embedding rows). A training sample is PaliGemma's
 prefix-LM layout: ``[image tokens] <bos> prompt \\n`` (prefix, ``token_type_ids`` 0) then
 ``3 x chunk`` action tokens (suffix, ``token_type_ids`` 1), labels on the suffix only
 (padded chunk steps are ignored). Prefixes are left-padded so every suffix starts at the
 same position.
 
-Finetuning is LoRA (peft, rank 32, alpha 32, all linear layers) plus the new action-token
-embedding rows (peft ``trainable_token_indices``, so the 257k-row original table stays
-frozen). :meth:`merge_lora` folds the adapters into the weights for export; a saved
-folder is a plain (merged) PaliGemma inside the policy.
+Finetuning is LoRA (peft, rank 32, alpha 32, all linear layers of the backbone) plus the
+action-token embedding rows (peft ``trainable_token_indices``, so the 257k-row original
+table stays frozen) and, when present, the Ego3D position MLP (trained in full: it is
+small; upstream puts LoRA on it). :meth:`merge_lora` folds the adapters into the weights
+for export; a saved folder is a plain (merged) PaliGemma inside the policy.
 
 Inference decodes ``3 x chunk`` tokens greedily with ``generate``, each restricted to its
 slot's token range (translation, rotation, gripper), then maps them back to actions.
+Upstream generates unconstrained and clips out-of-slot ids into the slot; for a model that
+emits tokens of the right slot (what it was trained to do) both give the same actions.
 
-Not included: SpatialVLA's Ego3D position encoding (needs a ZoeDepth depth model) and the
-re-fitting of the grid embeddings between pre-training and post-training.
+Ego3D position encoding (:class:`Ego3DPositionEncoding`), learned from upstream
+``model/modeling_spatialvla.py`` (``Ego3DPositionEmbeddingMLP``, ``process_zoe``,
+``backproject_patch``, ``get_image_features``) and written here on transformers'
+``ZoeDepthForDepthEstimation``: the image is reflect-padded by 31 pixels and resized
+(bicubic, corners aligned) to 384 x 384 for ZoeDepth; the predicted depth is resized back
+to the padded size and cropped; it is area-averaged to ``reso x reso`` points per SigLIP
+patch, each back-projected with the inverse intrinsics at its sub-cell centre; the
+``(x, y, z)`` of the points, centred on ``(0, 0, 2)`` and halved, go through the NeRF
+encoding ``[v, sin(2^k v), cos(2^k v)]`` (k < 8) and ``Linear-LayerNorm-ReLU-Linear``; the
+result is added to SigLIP's last hidden state before the projector. ZoeDepth is frozen and
+kept in eval mode. Upstream normalises with mean = std = 0.5 inside the model and pads /
+resizes the [0, 1] image for ZoeDepth; padding and (weights summing to one) resizing
+commute with that per-channel affine map, so here ZoeDepth's input is made from the
+SigLIP-normalised pixels the PaliGemma processor already gives. It is added by a forward
+hook on the vision tower, so PaliGemma's own forward/generate (and LoRA) are used as is.
+
+Not included: upstream's re-fitting of the grid embeddings to a new action distribution
+between pre-training and post-training (``spatial_embedding_adaption``).
 """
 
 from __future__ import annotations
@@ -25,8 +44,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import LogitsProcessor, LogitsProcessorList, PaliGemmaForConditionalGeneration, PreTrainedModel
+from torch import nn
+from transformers import (LogitsProcessor, LogitsProcessorList, PaliGemmaForConditionalGeneration, PreTrainedModel,
+                          ZoeDepthConfig, ZoeDepthForDepthEstimation)
 
 from vla_finetune.policies.common import PolicyFilesMixin, check_model_folder, load_processor
 from vla_finetune.policies.spatialvla.action_tokenizer import ActionTokenizerError, SpatialActionTokenizer
@@ -51,6 +73,75 @@ class SlotConstraint(LogitsProcessor):
         return masked
 
 
+class Ego3DPositionEncoding(nn.Module):
+    """ZoeDepth depth -> per-patch camera-frame points -> frequency encoding -> MLP (see the module docstring)."""
+
+    def __init__(self, config: SpatialVLAConfig, vision_hidden_size: int, patch_size: int):
+        super().__init__()
+        if not config.zoe_config or config.intrinsic is None:
+            raise ValueError("use_ego3d needs zoe_config (a ZoeDepthConfig dict) and intrinsic (3x3)")
+        self.reso, self.n_freqs, self.patch_size = config.ego3d_patch_reso, config.ego3d_n_freqs, patch_size
+        self.input_size, self.pad = config.zoe_input_size, config.zoe_pad
+        self.intrinsic = [list(map(float, row)) for row in config.intrinsic]
+        self.depth_model = ZoeDepthForDepthEstimation(ZoeDepthConfig(**config.zoe_config))
+        in_features = 3 * self.reso ** 2 * (2 * self.n_freqs + 1)
+        # indices 0, 1, 3 as upstream's position_embedding_head (the ReLU has no weights)
+        self.position_embedding_head = nn.Sequential(
+            nn.Linear(in_features, vision_hidden_size), nn.LayerNorm(vision_hidden_size), nn.ReLU(),
+            nn.Linear(vision_hidden_size, vision_hidden_size))
+        self.depth_model.requires_grad_(False)
+        self.depth_model.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.depth_model.eval()  # frozen: no drop-path / batch-norm updates in training
+        return self
+
+    @torch.no_grad()
+    def depth(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` SigLIP-normalised pixels -> ``(B, 1, H, W)`` metric depth."""
+        p, (h, w) = self.pad, pixel_values.shape[-2:]
+        x = F.pad(pixel_values.float(), (p, p, p, p), mode="reflect")
+        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bicubic", align_corners=True)
+        dtype = next(self.depth_model.parameters()).dtype
+        depth = self.depth_model(pixel_values=x.to(dtype)).predicted_depth.float()
+        depth = F.interpolate(depth.unsqueeze(1), size=(h + 2 * p, w + 2 * p), mode="bicubic", align_corners=True)
+        return depth[..., p:p + h, p:p + w]
+
+    def points(self, depth: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` depth -> ``(B, patches, reso^2 * 3)`` camera-frame points per patch."""
+        b, _, h, w = depth.shape
+        r, ps = self.reso, self.patch_size
+        hp, wp = h // ps, w // ps
+        sampled = F.interpolate(depth, size=(hp * r, wp * r), mode="area").reshape(b, 1, -1)
+        # sub-cell centres in pixels (upstream: step patch // reso, offset patch / reso / 2)
+        ys = torch.arange(0, h, ps // r, device=depth.device, dtype=torch.float32) + ps / r / 2
+        xs = torch.arange(0, w, ps // r, device=depth.device, dtype=torch.float32) + ps / r / 2
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
+        uv1 = torch.stack([x, y, torch.ones_like(x)]).reshape(3, -1)
+        k_inv = torch.linalg.inv(torch.tensor(self.intrinsic, device=depth.device, dtype=torch.float32))
+        xyz = (k_inv @ uv1) * sampled  # (B, 3, hp*r * wp*r)
+        return xyz.reshape(b, 3, hp, r, wp, r).permute(0, 2, 4, 3, 5, 1).reshape(b, hp * wp, -1)
+
+    def encode(self, xyz: torch.Tensor) -> torch.Tensor:
+        """NeRF encoding of points centred on (0, 0, 2) and halved: ``[v, sin(2^k v), cos(2^k v)]`` per value."""
+        centre = torch.tensor([0.0, 0.0, 2.0], device=xyz.device).repeat(xyz.shape[-1] // 3)
+        v = ((xyz - centre) / 2.0).unsqueeze(-1)
+        scaled = v * (2.0 ** torch.arange(self.n_freqs, device=xyz.device, dtype=v.dtype))
+        return torch.cat([v, torch.sin(scaled), torch.cos(scaled)], -1).reshape(*xyz.shape[:2], -1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` SigLIP-normalised pixels -> ``(B, patches, vision hidden)`` position embedding."""
+        features = self.encode(self.points(self.depth(pixel_values)))
+        head = self.position_embedding_head
+        return head(features.to(head[0].weight.dtype))
+
+
+def _vision_tower(backbone):
+    base = backbone.get_base_model() if isinstance(backbone, PeftModel) else backbone
+    return base.model.vision_tower
+
+
 class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
     config_class = SpatialVLAConfig
     config: SpatialVLAConfig
@@ -63,9 +154,21 @@ class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
         super().__init__(config)
         # a loaded backbone is used as is (no second random copy of a 3B model)
         self.backbone = backbone if backbone is not None else PaliGemmaForConditionalGeneration(config.backbone_config)
+        self.ego3d = None
+        if config.use_ego3d:
+            vision = self.backbone.config.vision_config
+            self.ego3d = Ego3DPositionEncoding(config, vision.hidden_size, vision.patch_size)
+            # the encoding joins SigLIP's output inside PaliGemma's own image path (training and generate)
+            _vision_tower(self.backbone).register_forward_hook(self._add_ego3d, with_kwargs=True)
         self.action_tokenizer: SpatialActionTokenizer | None = None
         self._instruction = ""
         self.post_init()
+
+    def _add_ego3d(self, module, args, kwargs, output):
+        pixel_values = args[0] if args else kwargs["pixel_values"]
+        hidden = output.last_hidden_state
+        output.last_hidden_state = hidden + self.ego3d(pixel_values).to(hidden.dtype)
+        return output
 
     def _init_weights(self, module):
         pass  # the backbone initialises its own modules; the policy adds none
@@ -103,6 +206,8 @@ class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
 
     def load_extra(self, folder: Path) -> None:
         self.action_tokenizer = SpatialActionTokenizer.load(folder / GRID_FILE)
+        if self.ego3d is not None:  # loading weights makes fresh parameters: freeze ZoeDepth again
+            self.ego3d.depth_model.requires_grad_(False)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self.is_lora:
@@ -121,12 +226,14 @@ class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
         return isinstance(self.backbone, PeftModel)
 
     def apply_lora(self) -> None:
-        """Wrap the backbone in LoRA adapters; only adapters and action-token rows train."""
+        """Wrap the backbone in LoRA adapters; adapters, action-token rows (and the Ego3D MLP) train."""
         c = self.config
         ids = list(range(c.action_token_offset, c.action_token_offset + c.action_vocab_size))
         lora = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                           target_modules=c.lora_target_modules, trainable_token_indices={"embed_tokens": ids})
         self.backbone = get_peft_model(self.backbone, lora)
+        if self.ego3d is not None:
+            self.ego3d.depth_model.requires_grad_(False)
 
     def merge_lora(self) -> None:
         if self.is_lora:
@@ -135,7 +242,8 @@ class SpatialVLAPolicy(PolicyFilesMixin, PreTrainedModel):
     # ------------------------------------------------------------ inputs
 
     def prompts(self, instructions) -> list[str]:
-        return [self.config.prompt_template.format(instruction=i.strip().lower().rstrip(".")) for i in instructions]
+        # lower-cased as upstream trains (data/dataset.py); surrounding white space dropped
+        return [self.config.prompt_template.format(instruction=i.strip().lower()) for i in instructions]
 
     def prefix_inputs(self, images: list[np.ndarray], instructions) -> dict:
         tokenizer = self.processor.tokenizer
