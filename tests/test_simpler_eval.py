@@ -9,6 +9,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import vla_finetune  # noqa: F401  (import order)
+from vla_finetune.simpler import cli
 from vla_finetune.simpler.adapter import BadActionError, ControllerAdapter
 from vla_finetune.simpler.evaluate import evaluate
 from vla_finetune.simpler.tasks import BRIDGE_SUITE, CI_SUITE, TASKS, get_task
@@ -34,8 +35,31 @@ def test_task_table_follows_simplerenv():
         "PutSpoonOnTableClothInScene-v1", "PutCarrotOnPlateInScene-v1",
         "StackGreenCubeOnYellowCubeBakedTexInScene-v1", "PutEggplantInBasketScene-v1"]
     assert [TASKS[t].max_steps for t in BRIDGE_SUITE] == [60, 60, 60, 120]
-    assert all(TASKS[t].episodes == 24 for t in BRIDGE_SUITE)
+    # 24 configurations each; the eggplant's 64, three times (SimplerEnv's ManiSkill3 eggplant run)
+    assert [TASKS[t].episodes for t in BRIDGE_SUITE] == [24, 24, 24, 192]
+    # BaseBridgeEnv supports only rgb+segmentation; episodes reset by SimplerEnv's episode ids
+    assert all(TASKS[t].obs_mode == "rgb+segmentation" and TASKS[t].reset_by_episode_id for t in BRIDGE_SUITE)
+    assert not any(TASKS[t].reset_by_episode_id for t in CI_SUITE)
     assert get_task("PutCarrotOnPlateInScene-v1").name == "carrot_on_plate"
+
+
+def test_cli_keeps_the_policys_own_execution_convention_unless_asked(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_evaluate(tasks, policy, out, episodes, max_steps, asset_dir, **options):
+        calls.append(options)
+        return {"tasks": {}, "failed_episodes": 0}
+
+    monkeypatch.setattr(cli, "evaluate", fake_evaluate)
+    folder = str(tmp_path)
+    assert cli.main(["--policy", folder, "--out", str(tmp_path / "a")]) == 0
+    assert "policy_kwargs" not in calls[-1] and calls[-1]["first_seed"] == 0
+    cli.main(["--policy", folder, "--execute-steps", "2", "--seed", "5", "--out", str(tmp_path / "b")])
+    assert calls[-1]["policy_kwargs"] == {"execute_steps": 2} and calls[-1]["first_seed"] == 5
+    cli.main(["--policy", folder, "--execution", "ensemble", "--out", str(tmp_path / "c")])
+    assert calls[-1]["policy_kwargs"] == {"execution": "ensemble"}
+    with pytest.raises(SystemExit):
+        cli.main(["--policy", "scripted", "--execution", "chunk", "--out", str(tmp_path / "d")])
 
 
 def test_scripted_policy_through_the_adapter_grasps_and_succeeds(tmp_path, shared_data):

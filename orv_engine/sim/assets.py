@@ -20,6 +20,15 @@ ROBOT_ASSETS = {
 }
 
 
+# what this project's tests use instead of a download (named in the error, for harness checks)
+TEST_STAND_INS = {
+    "widowx250s": " (this project's tests use MS_ASSET_DIR=../shared/data/maniskill for the WidowX)",
+    "bridge_v2_real2sim": (" (for harness checks only, a format twin with stand-in meshes: python -m "
+                           "orv_engine.testing.bridge_real2sim_assets DIR ../shared/data/bridge_real --robot-dir "
+                           "../shared/data/maniskill/data/robots/widowx)"),
+}
+
+
 class SimAssetError(FileNotFoundError):
     """A ManiSkill asset is not on this machine."""
 
@@ -48,9 +57,9 @@ def require_asset(uid: str, asset_dir: str | Path | None = None) -> Path:
     if target.is_file():
         return target
     _remove_empty_dirs(target.parent, root / "data")
+    hint = TEST_STAND_INS.get(download_id, "")
     raise SimAssetError(
         f"ManiSkill asset '{download_id}' not found (looked for {target}). Download it with\n"
         f"    MS_ASSET_DIR={root} python -m mani_skill.utils.download_asset {download_id}\n"
-        f"or point MS_ASSET_DIR at a folder that has it (this project's tests use "
-        f"MS_ASSET_DIR=../shared/data/maniskill for the WidowX)."
+        f"or point MS_ASSET_DIR at a folder that has it{hint}."
     )

@@ -7,6 +7,18 @@ Each episode is its own try: a policy that returns NaN or a wrong shape, or an e
 raises, is recorded with its error and the next episode starts. ManiSkill (with gymnasium,
 the ``sim`` extra) is imported in that child only, in :func:`task_process`: the parent
 imports this module too.
+
+Episodes are seeded as SimplerEnv's ManiSkill3 script seeds them
+(``simpler_env/real2sim_eval_maniskill3.py``): a batch of ``num_envs`` episodes starting at
+episode ``e`` is reset with ``seed = first_seed + e`` and, for the Bridge tasks,
+``options={"episode_id": tensor([seed, seed + 1, ...])}``. ``BaseBridgeEnv`` turns an id
+into the configuration ``id % (positions x rotations)`` (position ``// rotations``, rotation
+``% rotations``; ``bridge_dataset_eval/base_env.py``); without an id it samples one at
+random. Each record carries its ``episode_id``, that ``config_id`` and the objects' poses
+after the environment settled them (``initial_poses``), so runs can be compared scene by
+scene. One departure, for exact repeats: each Bridge episode is reset twice (see
+:func:`task_process`), so the settled poses do not depend on where the previous episode
+left the robot.
 """
 
 from __future__ import annotations
@@ -28,12 +40,40 @@ from vla_finetune.simpler.tasks import get_task
 
 
 def make_policy(spec: str, env, options: dict):
+    """``policy_kwargs`` holds only what the user asked for: a saved policy folder otherwise
+    runs with its own execution convention (``load_policy``'s defaults, from its config)."""
     if spec == "scripted":
         return BridgeScriptedPolicy(env)
     if ":" in spec and not Path(spec).exists():  # "package.module:ClassName", any VLAPolicy implementation
         module, _, name = spec.partition(":")
         return getattr(importlib.import_module(module), name)(**options.get("policy_kwargs", {}))
     return load_policy(spec, **options.get("policy_kwargs", {}))
+
+
+def _configuration(env, episode_id: int | None) -> int | None:
+    """The Bridge configuration an episode id selects (``BaseBridgeEnv._initialize_episode``)."""
+    unwrapped = env.unwrapped
+    if episode_id is None or not hasattr(unwrapped, "xyz_configs"):
+        return None
+    return int(episode_id % (len(unwrapped.xyz_configs) * len(unwrapped.quat_configs)))
+
+
+def _initial_poses(env, i: int) -> dict | None:
+    """Pose ``[x, y, z, qw, qx, qy, qz]`` of each task object in environment ``i`` after reset."""
+    objs = getattr(env.unwrapped, "objs", None)
+    if not isinstance(objs, dict):
+        return None
+    return {name: [round(float(v), 6) for v in actor.pose.raw_pose[i].cpu().numpy()] for name, actor in objs.items()}
+
+
+def _final_info(info: dict, i: int) -> dict:
+    """The flags the environment reports at the final step (SimplerEnv averages them all)."""
+    flags = {}
+    for key, value in info.items():
+        value = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
+        if value.dtype == bool and value.size > i:
+            flags[key] = bool(value.reshape(-1)[i])
+    return flags
 
 
 def _instruction(env, task) -> str:
@@ -87,7 +127,8 @@ def task_process(out, options: dict) -> None:
         kwargs = dict(task.env_kwargs)
         if task.env_id == tabletop_env.ENV_ID:
             kwargs.setdefault("control_mode", tabletop_env.ROBOT_SETUPS[kwargs["robot_uids"]].controller)
-        env = gym.make(task.env_id, obs_mode="rgb", num_envs=options.get("num_envs", 1),
+        # the Bridge twins support only "rgb+segmentation" (and green-screen only in it)
+        env = gym.make(task.env_id, obs_mode=task.obs_mode, num_envs=options.get("num_envs", 1),
                        sim_backend=options.get("sim_backend", "physx_cpu"), **kwargs)
         adapter = ControllerAdapter.from_env(env)
         num_envs = int(options.get("num_envs", 1))
@@ -103,18 +144,33 @@ def task_process(out, options: dict) -> None:
         return
     for first in range(0, options["episodes"], num_envs):
         episodes = list(range(first, min(first + num_envs, options["episodes"])))
-        seeds = [options.get("first_seed", 0) + e for e in episodes]
-        records = [{"task": task.name, "episode": e, "seed": seed, "success": False, "grasped": False,
+        # SimplerEnv: one seed per batch, episode ids seed .. seed + num_envs - 1
+        seed = options.get("first_seed", 0) + first
+        episode_ids = [seed + i for i in range(num_envs)] if task.reset_by_episode_id else None
+        records = [{"task": task.name, "episode": e, "seed": seed + i, "episode_id": None, "config_id": None,
+                    "initial_poses": None, "success": False, "grasped": False, "final_info": {},
                     "steps": 0, "error": None, "video": None, "instruction": "", "seconds": 0.0}
-                   for e, seed in zip(episodes, seeds)]
+                   for i, e in enumerate(episodes)]
         frames = [[] for _ in episodes]
         start = time.perf_counter()
         try:
             # a last, partial batch still steps every environment; the extra ones are not recorded
-            obs, info = env.reset(seed=seeds + [seeds[-1]] * (num_envs - len(seeds)) if num_envs > 1 else seeds[0])
+            if episode_ids is None:
+                obs, info = env.reset(seed=seed)
+            else:
+                # BaseBridgeEnv settles the objects *before* it moves the robot home, so a robot the
+                # last episode left over the scene can knock them (the eggplant's target plane falls
+                # from 1 m): a first reset brings the robot home, the second settles the objects with
+                # it there, and the settled scene no longer depends on the episode before
+                for _ in range(2):
+                    obs, info = env.reset(seed=seed, options={"episode_id": torch.tensor(episode_ids)})
             instruction = _instruction(env, task)
             for i, record in enumerate(records):
                 record["instruction"] = instruction
+                if episode_ids is not None:
+                    record["episode_id"] = episode_ids[i]
+                    record["config_id"] = _configuration(env, episode_ids[i])
+                record["initial_poses"] = _initial_poses(env, i)
                 policies[i].reset(instruction)
             for step in range(max_steps):
                 images = _camera_images(obs, task.camera)
@@ -141,6 +197,7 @@ def task_process(out, options: dict) -> None:
                 if not record["error"]:
                     frames[i].append(images[i])
                     record["success"] = bool(success[i])
+                    record["final_info"] = _final_info(info, i)
         except Exception as err:  # a crashed simulator step: every episode of the batch is recorded so
             for record in records:
                 record["error"] = record["error"] or (

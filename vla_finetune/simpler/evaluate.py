@@ -6,9 +6,10 @@ exact download command, and no empty asset folder is left behind). An unknown ta
 whose assets are missing, a process that dies: recorded, and the run goes on; the summary
 says how many episodes ran, failed and why.
 
-Outputs in ``out_dir``: ``episodes.jsonl`` (one record per episode), ``metrics.json`` and
-``metrics.csv`` (success and grasp rate per task), ``success_by_task.png`` and
-``videos/TASK/episode_NNN.mp4``.
+Outputs in ``out_dir``: ``episodes.jsonl`` (one record per episode: success, grasp, the
+Bridge ``episode_id``/``config_id`` and initial object poses, error), ``metrics.json`` (per
+task: success and grasp rate, the configuration ids that ran) and ``metrics.csv``,
+``success_by_task.png`` and ``videos/TASK/episode_NNN.mp4``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from vla_finetune.simpler.tasks import UnknownTaskError, get_task
 
 
 def _task_error_records(name: str, episodes: int, error: str) -> list[dict]:
-    return [{"task": name, "episode": i, "seed": None, "success": False, "grasped": False, "steps": 0,
-             "error": error, "video": None} for i in range(episodes)]
+    return [{"task": name, "episode": i, "seed": None, "episode_id": None, "config_id": None, "success": False,
+             "grasped": False, "steps": 0, "error": error, "video": None} for i in range(episodes)]
 
 
 def run_task(name: str, policy: str, out_dir: Path, episodes: int | None = None, max_steps: int | None = None,
@@ -75,8 +76,11 @@ def run_task(name: str, policy: str, out_dir: Path, episodes: int | None = None,
 def summarize(records: list[dict]) -> dict:
     tasks: dict[str, dict] = {}
     for r in records:
-        t = tasks.setdefault(r["task"], {"episodes": 0, "ran": 0, "success": 0, "grasped": 0, "errors": {}})
+        t = tasks.setdefault(r["task"], {"episodes": 0, "ran": 0, "success": 0, "grasped": 0, "errors": {},
+                                         "config_ids": []})
         t["episodes"] += 1
+        if r.get("config_id") is not None:  # the Bridge configurations this run covered, in episode order
+            t["config_ids"].append(r["config_id"])
         if r["error"]:
             kind = r["error"].split(":")[0]
             t["errors"][kind] = t["errors"].get(kind, 0) + 1

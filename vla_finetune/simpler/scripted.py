@@ -5,8 +5,9 @@ waypoints with ``orv_engine.sim.scripted_policy.PickPlacePolicy`` and emits what
 policy emits: base-frame EEF deltas, zero rotation, gripper 1 = open / 0 = closed. Its
 actions go through :class:`vla_finetune.simpler.adapter.ControllerAdapter` like any
 policy's, so a run that grasps shows the whole chain (policy convention -> controller ->
-success/grasp metrics) is right. Knows ``ORVTabletop-v1`` (cube -> towel) and
-``PickCube-v1`` (cube -> goal).
+success/grasp metrics) is right. Knows ``ORVTabletop-v1`` (cube -> towel), ``PickCube-v1``
+(cube -> goal) and the Bridge twins (``BaseBridgeEnv``: ``objs[source_obj_name]`` onto
+``objs[target_obj_name]``, heights from the task's settled bounding boxes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from orv_engine.sim.scripted_policy import GRIPPER_OPEN, PickPlacePolicy, _rotat
 class BridgeScriptedPolicy(PickPlacePolicy):
     def _make_waypoints(self):
         env = self.env
+        if hasattr(env, "source_obj_name"):  # a Bridge twin: source object onto the target object
+            return self._bridge_waypoints()
         if not hasattr(env, "goal_site"):  # ORVTabletop: cube onto the towel
             return super()._make_waypoints()
         cube = env.cube.pose.p[0].cpu().numpy()
@@ -28,6 +31,20 @@ class BridgeScriptedPolicy(PickPlacePolicy):
         return [(above, GRIPPER_OPEN, 0.01), (cube + [0, 0, -0.2 * half], GRIPPER_OPEN, 0.006),
                 (None, -GRIPPER_OPEN, None), (cube + [0, 0, 0.06], -GRIPPER_OPEN, 0.015),
                 (goal, -GRIPPER_OPEN, 0.01)]
+
+    def _bridge_waypoints(self):
+        env = self.env
+        source = env.objs[env.source_obj_name].pose.p[0].cpu().numpy()
+        target = env.objs[env.target_obj_name].pose.p[0].cpu().numpy()
+        # half heights of the bounding boxes the task itself uses for success (world frame, at reset)
+        src_half = abs(float(env.episode_source_obj_bbox_world[2])) / 2
+        tgt_half = abs(float(env.episode_target_obj_bbox_world[2])) / 2
+        above = source + [0, 0, 0.08]
+        place = np.array([target[0], target[1], target[2] + tgt_half + src_half + 0.02])
+        return [(above, GRIPPER_OPEN, 0.01), (source + [0, 0, -0.2 * src_half], GRIPPER_OPEN, 0.006),
+                (None, -GRIPPER_OPEN, None), (above, -GRIPPER_OPEN, 0.015),
+                (place + [0, 0, 0.04], -GRIPPER_OPEN, 0.01), (place, -GRIPPER_OPEN, 0.01),
+                (None, GRIPPER_OPEN, None), (place + [0, 0, 0.06], GRIPPER_OPEN, 0.02)]
 
     def to_action(self, world_delta: np.ndarray, gripper: float) -> np.ndarray:
         base_q = self.env.agent.robot.pose.q[0].cpu().numpy()
