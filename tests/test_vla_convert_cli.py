@@ -14,7 +14,7 @@ import vla_finetune  # noqa: F401  (import order)
 from vla_finetune.convert_cli import main as convert_main
 from orv_engine.testing.released_robovlms import write_released_robovlms
 from orv_engine.testing.released_spatialvla import build_released_spatialvla
-from vla_finetune.policies.interface import ActionChunkExecutor, TemporalEnsembler, load_policy
+from vla_finetune.policies.interface import ActionChunkExecutor, GripperOpenAfter, TemporalEnsembler, load_policy
 
 
 def test_robovlms_through_the_cli_runs_its_first_action_of_each_chunk(tmp_path, capsys):
@@ -23,12 +23,13 @@ def test_robovlms_through_the_cli_runs_its_first_action_of_each_chunk(tmp_path, 
     assert convert_main(["robovlms", str(files["checkpoint"]), str(dst), "--statistics", str(files["statistics"]),
                          "--backbone", str(files["backbone"]), "--config", str(files["config"])]) == 0
     assert f"wrote {dst}" in capsys.readouterr().out
-    policy = load_policy(dst)
-    assert isinstance(policy, ActionChunkExecutor) and policy.execute_steps == 1  # RoboVLMs' Simpler wrapper
+    policy = load_policy(dst)  # RoboVLMs' Simpler wrapper: first action of each chunk, gripper rule
+    assert isinstance(policy, GripperOpenAfter) and policy.count == 2
+    assert isinstance(policy.policy, ActionChunkExecutor) and policy.policy.execute_steps == 1
     policy.reset("put the spoon on the towel")
     action = policy.act(np.zeros((32, 32, 3), np.uint8))
     assert action.shape == (7,) and np.isfinite(action).all() and action[6] in (0.0, 1.0)
-    assert load_policy(dst, execute_steps=2).execute_steps == 2  # the caller still decides when asked
+    assert load_policy(dst, execute_steps=2, gripper_open_after=1).execute_steps == 2  # the caller decides
     # a second conversion into the same folder, and a checkpoint without statistics: named, exit 2
     assert convert_main(["robovlms", str(files["checkpoint"]), str(dst), "--statistics", str(files["statistics"]),
                          "--backbone", str(files["backbone"])]) == 2

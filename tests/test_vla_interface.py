@@ -73,3 +73,27 @@ def test_ensembled_gripper_is_binary_and_images_are_checked():
     assert set(grippers) <= {0.0, 1.0}
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         policy.act(np.zeros((8, 8, 3), np.float32))
+
+
+def test_gripper_opens_only_after_consecutive_open_predictions():
+    from vla_finetune.policies.interface import GripperOpenAfter
+
+    class Fixed:
+        def __init__(self, grippers):
+            self.grippers = list(grippers)
+
+        def reset(self, instruction):
+            self.i = 0
+
+        def act(self, image):
+            g = self.grippers[self.i]
+            self.i += 1
+            return np.array([0.1, 0, 0, 0, 0, 0, g], np.float32)
+
+    policy = GripperOpenAfter(Fixed([1, 1, 1, 0, 1, 1]), 2)
+    policy.reset("x")
+    out = [policy.act(None) for _ in range(6)]
+    assert [a[6] for a in out] == [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]  # RoboVLMs' late_close_gripper = 2
+    assert all(a[0] == np.float32(0.1) for a in out)
+    policy.reset("x")
+    assert policy.act(None)[6] == 0.0  # the streak starts over at reset

@@ -48,7 +48,7 @@ def test_save_load_gives_the_same_actions(trained, tmp_path):
     # explicit settings: the folder's own (config execution/execute_steps) are RoboVLMs' chunk, 1 step
     for execution, wrapper, kwargs in (("chunk", ActionChunkExecutor, {"execute_steps": 2}),
                                        ("ensemble", TemporalEnsembler, {"weight_decay": 0.01})):
-        loaded = load_policy(final, execution=execution, **kwargs)
+        loaded = load_policy(final, execution=execution, gripper_open_after=1, **kwargs)
         reference = wrapper(trained_policy, *kwargs.values())
         assert isinstance(loaded, VLAPolicy)
         for policy in (loaded, reference):

@@ -141,9 +141,11 @@ def frames(n: int, seed: int = 0, shape=(48, 64, 3)) -> list[np.ndarray]:
 
 def test_converted_policy_acts_as_robovlms(release):
     reference = Reference(release)
-    policy = load_policy(release["folder"], execute_steps=1)
+    policy = load_policy(release["folder"], execute_steps=1, gripper_open_after=1)  # the raw predictions
+    as_released = load_policy(release["folder"])  # + RoboVLMs' WidowX gripper rule (open after 2 "open"s)
     model = RoboVLMPolicy.from_pretrained(release["folder"]).eval()
-    policy.reset(INSTRUCTION), model.reset(INSTRUCTION)
+    policy.reset(INSTRUCTION), model.reset(INSTRUCTION), as_released.reset(INSTRUCTION)
+    streak = 0
     images = frames(reference.window + 3)  # past the window: the history slides
     executed = []
     for image in images:
@@ -154,6 +156,10 @@ def test_converted_policy_acts_as_robovlms(release):
         np.testing.assert_array_equal(chunk[:, 6], expected[:, 6])
         # the Simpler wrapper executes the chunk's first action every step
         np.testing.assert_allclose(policy.act(image), expected[0], rtol=1e-4, atol=1e-6)
+        streak = streak + 1 if expected[0, 6] > 0.5 else 0
+        released_action = as_released.act(image)
+        np.testing.assert_allclose(released_action[:6], expected[0, :6], rtol=1e-4, atol=1e-6)
+        assert released_action[6] == float(streak >= 2)
     assert np.ptp(np.stack(executed)[:, :6], axis=0).min() > 0  # the actions do depend on the frames
 
 

@@ -111,6 +111,27 @@ class TemporalEnsembler:
         return action.astype(np.float32)
 
 
+class GripperOpenAfter:
+    """Open the gripper only after ``count`` consecutive "open" predictions (> 0.5), closed
+    otherwise: RoboVLMs' WidowX evaluation wrapper (``eval/simpler/model_wrapper.py``,
+    ``late_close_gripper = 2``), which its released policy was scored with."""
+
+    def __init__(self, policy: VLAPolicy, count: int):
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.policy, self.count, self._open_streak = policy, count, 0
+
+    def reset(self, instruction: str) -> None:
+        self.policy.reset(instruction)
+        self._open_streak = 0
+
+    def act(self, image: np.ndarray) -> np.ndarray:
+        action = np.array(self.policy.act(image), np.float32)
+        self._open_streak = self._open_streak + 1 if action[6] > 0.5 else 0
+        action[6] = float(self._open_streak >= self.count)
+        return action
+
+
 UNCONVERTED = {  # released layouts that load_policy does not run as they are
     "spatialvla": "a SpatialVLA release (trust_remote_code layout); convert it once with "
                   "`orv-convert spatialvla SRC DST`",
@@ -118,7 +139,8 @@ UNCONVERTED = {  # released layouts that load_policy does not run as they are
 
 
 def load_policy(path: str | Path, *, execution: str | None = None, execute_steps: int | None = None,
-                weight_decay: float | None = None, device: str = "cpu") -> VLAPolicy:
+                weight_decay: float | None = None, gripper_open_after: int | None = None,
+                device: str = "cpu") -> VLAPolicy:
     """Open a saved RoboVLM or SpatialVLA folder as a :class:`VLAPolicy`.
 
     ``execution``: "chunk" (:class:`ActionChunkExecutor`, ``execute_steps`` of each chunk) or
@@ -126,7 +148,9 @@ def load_policy(path: str | Path, *, execution: str | None = None, execute_steps
     the policy's own convention from its config (``execution``, ``execute_steps``,
     ``ensemble_weight_decay``): RoboVLMs' Simpler wrapper executes the first action of each
     chunk, SpatialVLA's ensembles 4-step chunks with the newer ones weighted more; a config
-    without them runs whole chunks (ensembling: ACT's m = 0.01).
+    without them runs whole chunks (ensembling: ACT's m = 0.01). A config's
+    ``gripper_open_after`` > 1 wraps the result in :class:`GripperOpenAfter` (RoboVLMs'
+    WidowX gripper rule; ``gripper_open_after=1`` here turns it off).
     """
     path = Path(path)
     config = path / "config.json"
@@ -142,10 +166,14 @@ def load_policy(path: str | Path, *, execution: str | None = None, execute_steps
     own = model.config
     execution = execution or getattr(own, "execution", None) or "chunk"
     if execution == "chunk":
-        return ActionChunkExecutor(model, execute_steps if execute_steps is not None
-                                   else getattr(own, "execute_steps", None))
-    if execution == "ensemble":
+        policy = ActionChunkExecutor(model, execute_steps if execute_steps is not None
+                                     else getattr(own, "execute_steps", None))
+    elif execution == "ensemble":
         if weight_decay is None:
             weight_decay = getattr(own, "ensemble_weight_decay", None)
-        return TemporalEnsembler(model, 0.01 if weight_decay is None else weight_decay)
-    raise ValueError(f"execution must be 'chunk' or 'ensemble', not {execution!r}")
+        policy = TemporalEnsembler(model, 0.01 if weight_decay is None else weight_decay)
+    else:
+        raise ValueError(f"execution must be 'chunk' or 'ensemble', not {execution!r}")
+    if gripper_open_after is None:
+        gripper_open_after = getattr(own, "gripper_open_after", 1)
+    return GripperOpenAfter(policy, gripper_open_after) if gripper_open_after > 1 else policy

@@ -53,6 +53,9 @@ class RoboVLMConfig(PreTrainedConfig):
     # every step and executes the first action of each chunk
     execution: str = "chunk"  # "chunk" (ActionChunkExecutor) or "ensemble" (TemporalEnsembler)
     execute_steps: int = 1  # "chunk": actions of each chunk executed before predicting again
+    # RoboVLMs' WidowX wrapper (late_close_gripper = 2) opens the gripper only after this many
+    # consecutive "open" predictions and keeps it closed otherwise; 1 = each prediction as is
+    gripper_open_after: int = 2
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -81,6 +84,8 @@ class RoboVLMConfig(PreTrainedConfig):
                             f"{self.action_norm_min!r}, {self.action_norm_max!r}")
         if self.execution not in ("chunk", "ensemble"):
             problems.append(f"execution must be 'chunk' or 'ensemble', got {self.execution!r}")
+        if not isinstance(self.gripper_open_after, int) or self.gripper_open_after < 1:
+            problems.append(f"gripper_open_after must be an integer >= 1, got {self.gripper_open_after!r}")
         if isinstance(self.chunk_size, int) and not 1 <= self.execute_steps <= self.chunk_size:
             problems.append(f"execute_steps must be in [1, chunk_size={self.chunk_size}], got {self.execute_steps!r}")
         if problems:
