@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from transformers import AutoProcessor
+from transformers.utils import logging as hf_logging
 
 from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
 from vla_finetune.policy_data.normalization import ActionNormalizer, StatisticsError, read_statistics
@@ -32,10 +33,16 @@ def check_model_folder(path, what: str) -> Path:
 
 
 def load_processor(path):
+    # AutoTokenizer reads the folder's config.json to choose a class and warns that our policy's
+    # model_type is not the backbone's; the tokenizer_config.json names the class, so mute that
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         return AutoProcessor.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot load the processor (tokenizer + image processor files): {err}") from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 class PolicyFilesMixin:
