@@ -27,6 +27,7 @@ from augment.ray_runner import RayAugmentRun
 from augment.runner import ALL_STAGES, AugmentRun
 from filtering.backends import VLMServerError
 from orv_engine.config_validation import ConfigError, config_epilog
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data.sharding import parse_shard
 from orv_engine.models.checkpoint_files import CheckpointError
 
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, metavar="N", help="ORV sampling steps (default: the checkpoint's; 4 for the "
                                                           "tiny random ORV)")
     p.add_argument("--no-progress", action="store_true")
-    return parser
+    return add_verbose_argument(parser)
 
 
 def _status(run_dir: str) -> dict:
@@ -121,6 +122,7 @@ def run_command(args, stages) -> dict:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         if args.write_config:
             print(AugmentConfig().save(args.write_config, comments=True))

@@ -29,7 +29,8 @@ from filtering.selection import select, select_by_checks, summarize
 from filtering.table import append_jsonl, read_jsonl, write_verdicts
 from orv_engine import config_validation
 from orv_engine.config_validation import config_epilog
-from orv_engine.models.checkpoint_files import CheckpointError
+from orv_engine.console import add_verbose_argument, quiet
+from orv_engine.weight_files import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N clips")
     p.add_argument("--write-config", metavar="PATH",
                    help="write the (default or given) config as YAML, every key explained, and exit")
-    return p
+    return add_verbose_argument(p)
 
 
 def load_config(args) -> FilterConfig:
@@ -66,6 +67,7 @@ def load_config(args) -> FilterConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         config = load_config(args)
     except (ValueError, OSError) as error:

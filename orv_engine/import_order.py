@@ -17,6 +17,8 @@ import os
 import sys
 import warnings
 
+from orv_engine.console import is_verbose, native_stderr_filtered
+
 _TF_CONFIGURED = False
 
 
@@ -42,12 +44,19 @@ def tensorflow():
     """Return the ``tensorflow`` module, imported after torch/triton and configured.
 
     Configuration: TensorFlow never takes GPU memory (torch owns the GPUs; TF only parses
-    records and decodes images) and its C++ logging is quiet unless the user asked.
+    records and decodes images) and its C++ logging is quiet unless the user asked
+    (``--verbose``, :mod:`orv_engine.console`): the native lines TF prints while loading
+    ignore ``TF_CPP_MIN_LOG_LEVEL``, so they are filtered out of stderr around the import.
     """
     global _TF_CONFIGURED
     load_torch_first()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = importlib.import_module("tensorflow")
+    if not is_verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+    else:
+        with native_stderr_filtered():
+            tf = importlib.import_module("tensorflow")
     if not _TF_CONFIGURED:
         try:
             tf.config.set_visible_devices([], "GPU")

@@ -9,6 +9,9 @@
 # prints the exact commands to run. It never fails the set-up: the Python parts of the
 # toolkit work without Vulkan; only simulation tests and commands need it (they skip or
 # fail with this same message).
+#
+# Chromium (Debian's `chromium`) opens the augment report in headless tests; installed the
+# same way (as root), else the tests that need it skip.
 set -u
 
 need_mesa_major=25
@@ -28,6 +31,19 @@ mesa_ok() {
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "[setup_system] not a Debian system: install Mesa >= ${need_mesa_major} (lavapipe) and the Vulkan loader with your package manager for ManiSkill3 on CPU."
   exit 0
+fi
+
+# Chromium (Debian's package): tests/test_report_viewer.py opens RUN/report.html in headless
+# Chromium (videos play, no console error); without it those tests skip. Checked first, since
+# the Vulkan part below exits early.
+if command -v chromium >/dev/null 2>&1; then
+  echo "[setup_system] chromium: $(chromium --version 2>/dev/null | head -n1) present."
+elif [ "$(id -u)" = "0" ]; then
+  echo "[setup_system] installing chromium (headless report tests)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+    || echo "[setup_system] WARNING: could not install chromium; the report viewer tests will skip."
+else
+  echo "[setup_system] the report viewer tests need Debian's chromium; as root, run: apt-get install -y chromium"
 fi
 
 if mesa_ok; then

@@ -12,7 +12,7 @@ import pytest
 import augment  # noqa: F401  (import order)
 from augment.config import check_inputs, config_from_dict
 from orv_engine.config_validation import ConfigError
-from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
+from orv_engine.weight_files import CheckpointError, check_weight_files
 from orv_engine.occupancy.errors import OccupancyInputError
 from orv_engine.occupancy.model_folders import check_model_folder
 from orv_engine.pipelines.pipeline_orv import ORVPipeline
@@ -70,3 +70,14 @@ def test_model_folders_of_occupancy_and_policies(tmp_path, damaged_pipeline):
         check_model_folder("model_path", vae, ("depth_pro",))
     with pytest.raises(CheckpointError, match=f"(?s){vae}.*truncated"):
         check_policy_folder(vae, "Kosmos-2 backbone")
+
+
+def test_orv_train_names_the_damaged_file_and_exits_2(damaged_pipeline, tmp_path, capsys):
+    from orv_engine.training.cli import main
+
+    folder, weights = damaged_pipeline
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    code = main([str(config), "--set", f"model.pretrained_path={folder}", "--set", f"output_dir={tmp_path / 'run'}",
+                 "--set", f"data.latents_dir={tmp_path / 'latents'}", "--set", "train.max_steps=1"])
+    assert code == 2
+    assert f"{weights} is truncated" in capsys.readouterr().err

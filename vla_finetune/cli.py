@@ -19,6 +19,7 @@ from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Sequence
 
+from orv_engine.console import add_verbose_argument, quiet
 from vla_finetune.clip_record import ExportClip, ExportError
 from vla_finetune.lerobot_export import export_lerobot
 
@@ -121,11 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_cmd_lerobot)
-    return parser
+    return add_verbose_argument(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         with contextlib.redirect_stdout(sys.stderr):  # tfds prints progress: stdout carries only the summary
             summary = args.run(args)

@@ -19,6 +19,7 @@ import yaml
 
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, config_epilog
+from orv_engine.console import add_verbose_argument, quiet
 from vla_finetune.training.config import VLAConfig, check_inputs
 from vla_finetune.training.trainer import VLATrainer
 
@@ -32,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, YAML value (repeatable; keys below)")
     parser.add_argument("--check", action="store_true", help="check the config, print it and exit")
-    return parser
+    return add_verbose_argument(parser)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         config = config_validation.load_config(VLAConfig, args.config, args.overrides, check_inputs)
     except ConfigError as e:

@@ -17,7 +17,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoT
 
 from filtering.backends.base import VLMBackend, VLMRequest, VLMResponse, describe
 from filtering.config import TransformersConfig
-from orv_engine.models.checkpoint_files import check_weight_files
+from orv_engine.weight_files import check_weight_files
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -3,6 +3,8 @@
     orv-data info  PATH
     orv-data clips PATH --preset bridge --split train --out outputs/clips
     orv-data clips orv_engine/demo_data/orv_tabletop --preset sim --conditions
+    orv-data view  PATH --episode 0 --out outputs/view/episode0.rrd     (Rerun; or --spawn / --serve)
+    orv-data view  RUN --unit UNIT_ID --out outputs/view/unit.rrd
 
 ``clips`` reads the episodes, cuts clips with a Table 9 preset (``--preset``, overridable
 with ``--frames/--height/--width/--stride/--interval``), prints a summary and a report of
@@ -23,8 +25,10 @@ import numpy as np
 from orv_engine.data.clips import PRESETS, cut_clips
 from orv_engine.data.contact_sheet import contact_sheet
 from orv_engine.data.errors import DatasetError, SkipReport
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data.rlds_reader import RLDSReader
 from orv_engine.occupancy import clip_condition_maps
+from orv_engine.viewer import rerun_view
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +58,23 @@ def _parser() -> argparse.ArgumentParser:
                             "render depth/semantic condition maps of the contact-sheet clips")
     clips.add_argument("--strict", action="store_true", help="fail on the first bad episode instead of skipping it")
     clips.add_argument("--out", default="outputs/clips", help="output folder (default: outputs/clips)")
-    return parser
+
+    view = sub.add_parser("view", help="log an episode (or a run's unit) to Rerun: a .rrd file or a live viewer")
+    view.add_argument("path", help="local TFDS folder (with --episode) or an orv-augment run folder (with --unit)")
+    what = view.add_mutually_exclusive_group(required=True)
+    what.add_argument("--episode", type=int, help="episode index in the split (0-based, file order)")
+    what.add_argument("--unit", help="a unit of the run: the name of its folder RUN/rollouts/UNIT")
+    view.add_argument("--dataset", help="schema: bridge, droid or rt1 (default: from the tfds name)")
+    view.add_argument("--split", default="train", help="split to read (default: train)")
+    view.add_argument("--occupancy", metavar="STORE", help="an orv-occupancy store: the episode's voxels, camera "
+                                                           "and rendered depth/semantics come from it")
+    view.add_argument("--voxels", choices=rerun_view.VOXEL_KINDS, default="points",
+                      help="draw voxels as points (default, light) or boxes")
+    sink = view.add_mutually_exclusive_group()
+    sink.add_argument("--out", help="write a .rrd file (default: outputs/view/episode-N.rrd or unit-ID.rrd)")
+    sink.add_argument("--spawn", action="store_true", help="stream to a Rerun viewer started here")
+    sink.add_argument("--serve", action="store_true", help="serve over gRPC for a viewer to connect to (Ctrl-C ends)")
+    return add_verbose_argument(parser)  # on each subcommand too: add subcommands above
 
 
 def _config(args):
@@ -142,10 +162,25 @@ def cmd_clips(args) -> int:
     return 0 if clips_total else 1
 
 
+def cmd_view(args) -> int:
+    name = f"episode-{args.episode}" if args.unit is None else f"unit-{args.unit}"
+    sink = dict(out=args.out or f"outputs/view/{name}.rrd", spawn=args.spawn, serve=args.serve)
+    if args.unit is not None:
+        where, logged = rerun_view.view_unit(args.path, args.unit, **sink)
+    else:
+        where, logged = rerun_view.view_episode(args.path, args.episode, split=args.split, dataset=args.dataset,
+                                                occupancy_store=args.occupancy, voxels=args.voxels, **sink)
+    print(f"logged {logged['steps']} steps, {len(logged['entities'])} entities to {where}")
+    if args.serve:
+        rerun_view.serve_until_interrupted()
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    quiet(args.verbose)  # before TensorFlow is imported
     try:
-        return {"info": cmd_info, "clips": cmd_clips}[args.command](args)
+        return {"info": cmd_info, "clips": cmd_clips, "view": cmd_view}[args.command](args)
     except (DatasetError, ValueError, KeyError) as err:
         print(f"orv-data: error: {err}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
+from orv_engine.weight_files import CheckpointError, check_weight_files
 from orv_engine.occupancy.errors import OccupancyInputError
 
 

@@ -19,10 +19,12 @@ import yaml
 
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, config_epilog, describe_config, read_yaml_mapping
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.training.config import Config, check_inputs
 from orv_engine.training.config_mv import MultiViewConfig
 from orv_engine.training.trainer import Trainer
 from orv_engine.training.trainer_mv import MultiViewTrainer
+from orv_engine.weight_files import CheckpointError
 
 
 def build_parser(prog: str = "orv-train", description: str = "Train ORV (two-stage SFT of CogVideoX-2B).",
@@ -40,7 +42,7 @@ def build_parser(prog: str = "orv-train", description: str = "Train ORV (two-sta
     parser.add_argument("--check", action="store_true", help="check the config, print it and exit")
     if pre_encode:
         parser.add_argument("--pre-encode", action="store_true", help="only pre-encode data.latents_dir, then exit")
-    return parser
+    return add_verbose_argument(parser)
 
 
 def _load_checked(prog: str, load, args):
@@ -73,6 +75,7 @@ def load_run_config(path, overrides=(), check_paths: bool = True):
 
 def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) -> int:
     args = build_parser(prog).parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         if require_multiview and "multiview" not in read_yaml_mapping(args.config):
             raise ConfigError(f"{args.config} has no multiview section (an ORV-MV config does)")

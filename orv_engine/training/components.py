@@ -18,7 +18,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
 from transformers import T5EncoderModel, T5Tokenizer
 
 from orv_engine.models import ORVTransformer3DModel
-from orv_engine.models.checkpoint_files import check_weight_files
+from orv_engine.weight_files import check_weight_files
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import AutoProcessor
 from transformers.utils import logging as hf_logging
 
-from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
+from orv_engine.weight_files import CheckpointError, check_weight_files
 from vla_finetune.policy_data.normalization import ActionNormalizer, StatisticsError, read_statistics
 
 STATISTICS_FILE = "dataset_statistics.json"

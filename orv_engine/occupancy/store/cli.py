@@ -16,6 +16,7 @@ import json
 import sys
 
 from orv_engine.config_validation import ConfigError
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data.errors import DatasetError
 from orv_engine.data.sharding import parse_shard
 from orv_engine.occupancy.errors import OccupancyInputError
@@ -45,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     status = sub.add_parser("status", help="counts and skip reasons as JSON")
     status.add_argument("--store", required=True)
-    return parser
+    return add_verbose_argument(parser)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded or TensorFlow imported
     try:
         if args.write_config:
             path = OccupancyJobConfig().save(args.write_config, comments=True)
