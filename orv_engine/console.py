@@ -56,7 +56,8 @@ LIBRARY_INTERNAL_WARNINGS = ((r"`FluxPosEmbed` is deprecated", FutureWarning),)
 
 # Substrings of the output that quiet runs must not show (tests/test_quiet_runs.py).
 NOISE_PATTERNS = ("absl::InitializeLog", "oneDNN custom operations", "This TensorFlow binary is optimized",
-                  "FutureWarning", "Loading weights", "Loading pipeline components", "Writing model shards")
+                  "FutureWarning", "Loading weights", "Loading pipeline components", "Writing model shards",
+                  "Downloading and preparing dataset")
 
 
 # environment variables libraries read at import (and TF_CPP_MIN_LOG_LEVEL at its first log)

@@ -8,12 +8,15 @@ tfds only writes through a ``DatasetBuilder``, so this wraps the episodes in a t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import types
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from orv_engine import import_order
+from orv_engine.console import is_verbose
 
 
 def bridge_features(image_size: tuple[int, int] = (256, 256), cameras: int = 4, extra_observation: Mapping | None = None):
@@ -91,9 +94,11 @@ def write_rlds(
         lambda ns: ns.update(body),
     )
     builder = builder_cls(data_dir=str(data_dir))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(num_shards=num_shards, try_download_gcs=False)
-    )
+    # tfds prints "Downloading and preparing dataset ..." to stdout: ours is a local write
+    with contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(num_shards=num_shards, try_download_gcs=False)
+        )
     downloads = Path(data_dir) / "downloads"  # tfds leaves an empty download folder behind
     if downloads.is_dir() and not any(p.is_file() for p in downloads.rglob("*")):
         shutil.rmtree(downloads)
