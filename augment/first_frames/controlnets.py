@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import FluxControlNetModel
 
-from orv_engine.models.checkpoint_files import CheckpointError, check_weight_files
+from orv_engine.weight_files import CheckpointError, check_weight_files
 from orv_engine.models.xlabs_controlnet import load_xlabs_controlnet, read_xlabs_config
 
 SINGLE_FILE_SUFFIX = ".safetensors"

@@ -25,7 +25,7 @@ from PIL import Image
 
 from augment.first_frames.controlnets import (controlnet_config, controlnet_set_problem, flux_axes_dims_rope,
                                               load_controlnet)
-from orv_engine.models.checkpoint_files import check_weight_files
+from orv_engine.weight_files import check_weight_files
 from orv_engine.config_validation import ConfigError
 from orv_engine.occupancy.condition_images import depth_image, semantic_image
 

@@ -17,6 +17,15 @@ it was interrupted (kill it at any point and run the same command again):
            (b) and (c) into orv_engine/pretrained/small_orv), with 8 held-out clips for the CI test
   eval     benchmarks/small_ablation.py -> outputs/small/ablation.json
 
+and then the small painter's (issue [small-painter], :mod:`orv_engine.small.painter.reproduce`):
+
+  painter_data  frames + occupancy maps + appearance prompts -> outputs/small_painter/data
+  painter       the small FLUX (VAE, transformer, text encoders) and its depth/semantics
+                XLabs-style ControlNets -> outputs/small_painter/shipped
+  painter_ship  8 held-out scenes for the CI test (and, with --ship, the folder into
+                orv_engine/pretrained/small_painter)
+  painter_eval  benchmarks/small_painter.py -> outputs/small_painter/benchmark.json
+
 Wall time per stage is appended to ``outputs/small/reproduce_times.jsonl``.
 """
 
@@ -32,6 +41,7 @@ import time
 from pathlib import Path
 
 from orv_engine.small import PACKAGED_VARIANTS, SMALL_ORV_DIR, VARIANTS
+from orv_engine.small.painter import reproduce as painter
 
 ROOT = Path(__file__).resolve().parents[2]  # the project (configs/ and benchmarks/ live there)
 OUT = Path("outputs/small")
@@ -39,7 +49,7 @@ DATA = OUT / "data" / "orv_tabletop" / "1.0.0"
 CONFIGS = ROOT / "configs" / "small"
 VAE_FINAL = OUT / "vae_continued" / "final" / "vae"  # configs/small/vae_restart.yaml
 STAGE1_STEP = 3000  # (b)'s checkpoint that (c) and (d) start from (configs/small/actions_*.yaml)
-STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval")
+STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval", *painter.STAGES)
 
 
 def _bin(name: str) -> str:
@@ -161,7 +171,9 @@ def main(argv=None) -> int:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
     OUT.mkdir(parents=True, exist_ok=True)
     run = {"data": stage_data, "vae": stage_vae, "init": stage_init, "latents": stage_latents,
-           "stage1": stage_stage1, "stage2": stage_stage2, "ship": lambda: stage_ship(args.ship), "eval": stage_eval}
+           "stage1": stage_stage1, "stage2": stage_stage2, "ship": lambda: stage_ship(args.ship), "eval": stage_eval,
+           "painter_data": lambda: painter.stage_painter_data(DATA), "painter": painter.stage_painter,
+           "painter_ship": lambda: painter.stage_painter_ship(args.ship), "painter_eval": painter.stage_painter_eval}
     for stage in STAGES:
         if stage not in wanted:
             continue
