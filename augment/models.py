@@ -32,7 +32,7 @@ def make_generator(config: AugmentConfig) -> RolloutGenerator:
     ro = config.rollout
     device, dtype = _device_and_dtype(config)
     return RolloutGenerator(ro.model, device, dtype, ro.chunk_frames, ro.num_inference_steps, ro.guidance_scale,
-                            ro.action_guidance_scale, ro.transformer)
+                            ro.action_guidance_scale, ro.transformer, preset=ro.preset)
 
 
 def painter_ids(config: AugmentConfig) -> dict:

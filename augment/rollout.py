@@ -18,6 +18,13 @@ condition encoding, ``orv_engine.occupancy.condition_images``; the prompt). Each
 
 The folder is written under a temporary name and renamed into place, so it is complete or
 absent.
+
+Presets and batching (issue [fast-rollouts], docs/fast_rollouts.md): ``rollout.preset`` picks the
+sampler (``paper``: the checkpoint's 50 DPM steps; ``fast``: fewer steps, measured); units of one
+episode (its painted variants and its replay) share actions, maps and size, so
+:meth:`RolloutGenerator.generate_batch` rolls several out in one batch per transformer forward,
+each with its own seed's generator (the same noise as alone, so the frames equal one-by-one
+rollouts up to the float rounding of batched kernels).
 """
 
 from __future__ import annotations
@@ -52,19 +59,24 @@ class RolloutGenerator:
     def __init__(self, model_path, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  chunk_frames: int = 16, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, action_guidance_scale: float = 1.0,
-                 transformer_path=None):
+                 transformer_path=None, preset: str = "paper"):
         extra = {} if transformer_path is None else {"transformer": Path(transformer_path)}
         self.pipe = ORVPipeline.from_pretrained(Path(model_path), dtype=dtype, **extra)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
+        self.preset = self.pipe.apply_preset(preset).name
         self.condition_kinds = tuple(self.pipe.transformer.config.condition_kinds or ())
         self.model_id = str(model_path) if transformer_path is None else f"{model_path} + {transformer_path}"
         self.kwargs = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            action_guidance_scale=action_guidance_scale)
         self.chunk_frames = chunk_frames
 
-    def generate(self, source: SourceEpisode, first_frame: np.ndarray, seed: int) -> np.ndarray:
-        """(T, H, W, 3) uint8 for the source's T steps, starting from ``first_frame``."""
+    def apply_preset(self, preset: str) -> None:
+        """Switch the pipeline to a rollout preset (``paper`` | ``fast``)."""
+        self.preset = self.pipe.apply_preset(preset).name
+
+    def _inputs(self, source: SourceEpisode):
+        """The source's actions and encoded condition images, as the checkpoint takes them."""
         missing = [k for k in self.condition_kinds if k not in source.conditions]
         if missing:
             raise ValueError(f"source {source.key} has no {', '.join(missing)} maps, which the world model needs")
@@ -75,10 +87,39 @@ class RolloutGenerator:
             actions = episode_actions(source.states, source.actions, pre.action_convention, pre.action_scale)
         except ValueError as error:
             raise ValueError(f"source {source.key}: {error}") from None
+        return np.asarray(actions, dtype=np.float32), conditions
+
+    def generate(self, source: SourceEpisode, first_frame: np.ndarray, seed: int) -> np.ndarray:
+        """(T, H, W, 3) uint8 for the source's T steps, starting from ``first_frame``."""
+        actions, conditions = self._inputs(source)
+        pre = self.pipe.transformer.preprocessing
         generator = torch.Generator("cpu").manual_seed(int(seed))
         video = rollout(self.pipe, first_frame, actions, conditions, chunk_frames=self.chunk_frames,
                         generator=generator, prompt=pre.prompt_for(source.instruction), **self.kwargs)[0]
         return (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+
+    def generate_batch(self, sources: list[SourceEpisode], first_frames: list[np.ndarray],
+                       seeds: list[int]) -> list[np.ndarray]:
+        """:meth:`generate` for several units in one batch per forward; their actions, condition
+        images and first frames must agree in shape (units of one episode do)."""
+        if not (len(sources) == len(first_frames) == len(seeds)) or not sources:
+            raise ValueError(f"{len(sources)} sources, {len(first_frames)} first frames, {len(seeds)} seeds")
+        if len(sources) == 1:
+            return [self.generate(sources[0], first_frames[0], seeds[0])]
+        inputs = [self._inputs(source) for source in sources]
+        shapes = {(a.shape, tuple((k, c.shape) for k, c in sorted((conds or {}).items())), f.shape)
+                  for (a, conds), f in zip(inputs, first_frames)}
+        if len(shapes) > 1:
+            raise ValueError(f"units to batch differ in shape: {sorted(map(str, shapes))}")
+        pre = self.pipe.transformer.preprocessing
+        conditions = None
+        if self.condition_kinds:
+            conditions = {k: np.stack([conds[k] for _, conds in inputs]) for k in self.condition_kinds}
+        generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+        video = rollout(self.pipe, np.stack(first_frames), np.stack([a for a, _ in inputs]), conditions,
+                        chunk_frames=self.chunk_frames, generator=generators,
+                        prompt=[pre.prompt_for(source.instruction) for source in sources], **self.kwargs)
+        return [(np.clip(v, 0, 1) * 255).round().astype(np.uint8) for v in video]
 
 
 def world_model_condition_kinds(rollout_config) -> list[str]:

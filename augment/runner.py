@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from augment.config import AugmentConfig, check_inputs
 from augment.exporting import export_kept, merge_with_bridge
+from augment.gpu_cost import projected_clip_cost
 from augment.manifest import (FAILED, PAINTED, PLANNED, ROLLED_OUT, SCORED, Manifest, RunState, all_shards,
                               atomic_write_text)
 from augment.models import make_generator, make_painter, painter_ids
@@ -43,7 +44,7 @@ from augment.report import write_report
 from augment.rollout import rollout_dir, world_model_condition_kinds
 from augment.score_stage import score_units, select_units, verdict_path
 from augment.sources import iter_source_episodes, prepare_source, save_source, source_dir
-from augment.unit_work import first_frame_path, first_frame_unit, rollout_unit
+from augment.unit_work import first_frame_path, first_frame_unit, rollout_unit, rollout_units
 from orv_engine.config_validation import ConfigError
 from orv_engine.data.errors import SkipReport
 
@@ -81,6 +82,10 @@ class AugmentRun:
         current = {k: v for k, v in self.config.to_dict().items() if k != "ray"}
         if path.exists():
             saved = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "ray"}
+            if isinstance(saved.get("rollout"), dict):
+                saved["rollout"].setdefault("preset", "paper")  # runs saved before rollout.preset existed
+                # batching changes throughput, not outputs: a resume may batch differently
+                saved["rollout"]["batch_units"] = current["rollout"]["batch_units"]
             if saved != current:
                 diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
                 raise ConfigError(f"{self.run_dir} holds a run with another config (differs in: {', '.join(diff)}); "
@@ -108,6 +113,7 @@ class AugmentRun:
     def generator(self):
         if self._generator is None:
             self._generator = make_generator(self.config)
+            self._generator.apply_preset(self.config.rollout.preset)  # paper | fast (docs/fast_rollouts.md)
         return self._generator
 
     # -- per-unit stages ---------------------------------------------------------------
@@ -194,9 +200,48 @@ class AugmentRun:
                                                                          self.run_dir, u, rec))
 
     def run_rollouts(self) -> None:
+        """Units of one episode (same actions, maps and size) are rolled out ``rollout.batch_units``
+        at a time in one batch per forward; a batch that fails is redone unit by unit, so one bad
+        unit fails alone."""
         ids = painter_ids(self.config)
-        self._unit_stage("rollouts",
-                         lambda u, rec: rollout_unit(self.generator, ids, self.config, self.run_dir, u, rec))
+        batch = self.config.rollout.batch_units
+        if batch <= 1:
+            self._unit_stage("rollouts",
+                             lambda u, rec: rollout_unit(self.generator, ids, self.config, self.run_dir, u, rec))
+            return
+        before, after = STAGE_STATES["rollouts"]
+        todo = self.manifest.units_at(before)
+        if not todo:
+            return
+        groups: dict[str, list[str]] = {}
+        for unit_id in todo:
+            groups.setdefault(self.manifest.units[unit_id]["episode"], []).append(unit_id)
+        start = time.perf_counter()
+        with self._bar(len(todo), "rollouts") as bar:
+            def finished(unit_id, seconds):
+                self.manifest.set_state(unit_id, after, seconds)
+                bar.update(1)
+
+            for episode_units in groups.values():
+                for i in range(0, len(episode_units), batch):
+                    chunk = episode_units[i: i + batch]
+                    try:
+                        rollout_units(self.generator, ids, self.config, self.run_dir, chunk,
+                                      [self.manifest.units[u] for u in chunk], finished)
+                    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+                        left = [u for u in chunk if self.manifest.units[u]["stage"] == before]
+                        if len(chunk) > 1:
+                            self.log(f"batched rollout of {', '.join(chunk)} failed ({err}); one by one")
+                        for unit_id in left:
+                            try:
+                                finished(unit_id, rollout_unit(self.generator, ids, self.config, self.run_dir,
+                                                               unit_id, self.manifest.units[unit_id]))
+                            except (ValueError, KeyError, FileNotFoundError, RuntimeError) as unit_err:
+                                self.manifest.set_state(unit_id, FAILED,
+                                                        error=f"rollouts: {type(unit_err).__name__}: {unit_err}")
+                                self.log(f"unit {unit_id} failed in rollouts: {unit_err}")
+                                bar.update(1)
+        self.state.add_time("rollouts", time.perf_counter() - start, len(todo))
 
     def run_scores(self) -> None:
         before, after = STAGE_STATES["scores"]
@@ -339,10 +384,26 @@ class AugmentRun:
         for stage in stages:
             if stage in RUN_WIDE_STAGES and stage != "report" and self.state.done(stage) and self._unchanged_inputs(stage):
                 continue
+            if stage == "report":  # recorded first, so the report can show it
+                self.record_projected_cost()
             getattr(self, f"run_{stage}")()
+        if "report" not in stages:
+            self.record_projected_cost()
         return {"run_dir": str(self.run_dir), "units": self.manifest.counts(),
                 "report": str(self.run_dir / "report.html") if "report" in stages else None,
                 "export": self._export_path()}
+
+    def record_projected_cost(self) -> dict:
+        """``run.json``'s ``projected_gpu_seconds``: H100 seconds per augmented clip of the configured
+        models at real scale ({stage: seconds, "total": ...}, :func:`augment.gpu_cost.projected_clip_cost`);
+        a count that fails is recorded as its error, never as a number."""
+        try:
+            cost = projected_clip_cost(self.config)
+        except Exception as err:  # noqa: BLE001 - a projection must not fail the run
+            cost = {"error": f"{type(err).__name__}: {err}"}
+        self.state.data["projected_gpu_seconds"] = cost
+        self.state.save()
+        return cost
 
     def _export_path(self) -> str | None:
         path = self.state.data["stages"].get("export", {}).get("result", {}).get("path")

@@ -70,21 +70,44 @@ def paint_unit(painter, config, run_dir, unit_id: str, unit: dict) -> float:
     return time.perf_counter() - start
 
 
-def rollout_unit(generator, painter_ids: dict, config, run_dir, unit_id: str, unit: dict) -> float:
-    """Roll the unit's first frame out -> ``rollouts/UNIT/`` (see :mod:`augment.rollout`)."""
-    start = time.perf_counter()
-    source = load_source(run_dir, unit["episode"])
+def read_first_frame(run_dir, unit_id: str) -> np.ndarray:
     path = first_frame_path(run_dir, unit_id)
     try:
-        first = np.asarray(Image.open(path).convert("RGB"))
+        return np.asarray(Image.open(path).convert("RGB"))
     except OSError as err:
         raise FileNotFoundError(f"{path}: first frame unreadable ({err}); rerun first-frames for {unit_id}") from None
-    frames = generator.generate(source, first, unit["seed"])
-    seconds = time.perf_counter() - start
+
+
+def save_unit_rollout(generator, painter_ids: dict, config, run_dir, unit_id: str, unit: dict, source,
+                      frames: np.ndarray, seconds: float) -> None:
+    """Write one unit's rollout folder with the ids of the models that made it."""
     if is_replay(unit):
         models = {"world_model": generator.model_id, "first_frame": "recorded frame 0 of the source episode"}
     else:
         models = {"world_model": generator.model_id, "first_frame": painter_ids.get("flux", ""),
                   **{f"controlnet_{i}": p for i, p in enumerate(painter_ids.get("controlnets", []))}}
     write_rollout(run_dir, unit_id, unit, source, frames, models, seconds, config.rollout.fps)
+
+
+def rollout_unit(generator, painter_ids: dict, config, run_dir, unit_id: str, unit: dict) -> float:
+    """Roll the unit's first frame out -> ``rollouts/UNIT/`` (see :mod:`augment.rollout`)."""
+    start = time.perf_counter()
+    source = load_source(run_dir, unit["episode"])
+    frames = generator.generate(source, read_first_frame(run_dir, unit_id), unit["seed"])
+    save_unit_rollout(generator, painter_ids, config, run_dir, unit_id, unit, source, frames,
+                      time.perf_counter() - start)
     return time.perf_counter() - start
+
+
+def rollout_units(generator, painter_ids: dict, config, run_dir, unit_ids: list[str], units: list[dict],
+                  finished) -> None:
+    """Units of one episode rolled out in one batch per forward; ``finished(unit_id, seconds)`` is
+    called as each unit's folder is written, so a kill mid-batch keeps the units already written."""
+    start = time.perf_counter()
+    source = load_source(run_dir, units[0]["episode"])
+    firsts = [read_first_frame(run_dir, unit_id) for unit_id in unit_ids]
+    videos = generator.generate_batch([source] * len(units), firsts, [u["seed"] for u in units])
+    seconds = (time.perf_counter() - start) / len(units)
+    for unit_id, unit, frames in zip(unit_ids, units, videos):
+        save_unit_rollout(generator, painter_ids, config, run_dir, unit_id, unit, source, frames, seconds)
+        finished(unit_id, seconds)

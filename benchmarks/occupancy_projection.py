@@ -40,18 +40,16 @@ import time
 
 import torch
 
+# the Qwen2.5-VL-7B counters are the loop's own (its per-clip GPU cost projection)
+from augment.gpu_cost import QWEN_MERGE, QWEN_TEXT, QWEN_VISION, qwen_grid, qwen_text_flops, qwen_vision_flops
+
 H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 (no sparsity)
 # the projected BridgeV2 episode
 EPISODE_FRAMES, FRAME_HW, KEYFRAMES = 38, (480, 640), 3
 CONSISTENCY_SIZE, CONSISTENCY_MAX_FRAMES, RAFT_VARIANT, RAFT_UPDATES = 128, 16, "small", 12
 ANSWER_TOKENS = 16
 PROMPT_TEXT_TOKENS = 40  # assumption: chat template + the 19-word listing prompt + vision markers
-QWEN_PATCH, QWEN_MERGE = 14, 2
-QWEN_TEXT = dict(hidden_size=3584, num_hidden_layers=28, intermediate_size=18944, vocab_size=152064,
-                 num_attention_heads=28, num_key_value_heads=4)
-QWEN_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                   patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                   fullatt_block_indexes=[7, 15, 23, 31])
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -102,56 +100,6 @@ def sam3_vision_flops(config=None) -> int:
         model = Sam3Model(config).eval()
     pixels = torch.empty(1, 3, size, size, device="meta")
     return count_flops(lambda: model.vision_encoder(pixel_values=pixels))
-
-
-def qwen_grid(height: int, width: int) -> tuple[int, int]:
-    """Qwen2.5-VL's patch grid of one image (sides rounded to multiples of 28, the default pixel range)."""
-    unit = QWEN_PATCH * QWEN_MERGE
-    return max(unit, round(height / unit) * unit) // QWEN_PATCH, max(unit, round(width / unit) * unit) // QWEN_PATCH
-
-
-def qwen_vision_flops(vision: dict, grid: tuple[int, int]) -> int:
-    """The Qwen2.5-VL vision tower on one image, counted on CPU at depth 1 (full and windowed
-    attention) and depth 2 (full) and summed block by block to ``vision["depth"]`` blocks."""
-    from transformers import Qwen2_5_VLConfig
-    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
-
-    gh, gw = grid
-    thw = torch.tensor([[1, gh, gw]])
-    pixels = torch.randn(gh * gw, 3 * vision["temporal_patch_size"] * vision["patch_size"] ** 2)
-
-    def run(depth: int, full: list[int]) -> int:
-        config = Qwen2_5_VLConfig(vision_config=dict(vision, depth=depth, fullatt_block_indexes=full)).vision_config
-        config._attn_implementation = "sdpa"
-        torch.manual_seed(0)
-        model = Qwen2_5_VisionTransformerPretrainedModel(config).eval()
-        return count_flops(lambda: model(pixels, grid_thw=thw))
-
-    one_full, two_full, one_window = run(1, [0]), run(2, [0, 1]), run(1, [])
-    full_block = two_full - one_full
-    base = one_full - full_block  # patch embedding + merger
-    window_block = one_window - base
-    n_full = len([i for i in vision["fullatt_block_indexes"] if i < vision["depth"]])
-    return base + n_full * full_block + (vision["depth"] - n_full) * window_block
-
-
-def qwen_text_flops(text: dict, prompt_tokens: int, answer_tokens: int) -> int:
-    """The Qwen2.5-VL language model over ``prompt + answer`` tokens (the same matmuls as a
-    prefill and ``answer_tokens`` cached decode steps), ``lm_head`` on the answer positions, on ``meta``."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    config = Qwen2_5_VLConfig(text_config=dict(text), vision_config=dict(QWEN_VISION, depth=1))
-    with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    length = prompt_tokens + answer_tokens
-    embeds = torch.empty(1, length, text["hidden_size"], device="meta")
-    positions = torch.zeros(3, 1, length, dtype=torch.long, device="meta")
-
-    def forward():
-        hidden = model.model.language_model(inputs_embeds=embeds, position_ids=positions, use_cache=False)
-        model.lm_head(hidden.last_hidden_state[:, -answer_tokens:])
-
-    return count_flops(forward)
 
 
 def _attempt(flops: dict, errors: dict, name: str, fn, *args) -> None:

@@ -26,6 +26,7 @@ scale of 1.0 switches its branch off (no extra transformer pass).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import T5EncoderModel, T5Tokenizer
 
-from orv_engine.models.checkpoint_files import check_weight_files
+from orv_engine.weight_files import check_weight_files
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
 from orv_engine.pipelines import long_horizon
 from orv_engine.pipelines.inputs import (
@@ -45,6 +46,7 @@ from orv_engine.pipelines.inputs import (
     conditions_to_videos,
     images_to_tensor,
 )
+from orv_engine.pipelines.presets import RolloutPreset, apply_rollout_preset
 
 
 @dataclass
@@ -90,6 +92,7 @@ class ORVPipeline(DiffusionPipeline):
         knows, e.g. the official ORV weights next to a CogVideoX-2B folder for the rest:
         ``ORVPipeline.from_pretrained("CogVideoX-2b", transformer="orv-gen-model/transformer")``.
         """
+        preset = kwargs.pop("preset", None)  # "paper" | "fast" | a RolloutPreset (orv_engine.pipelines.presets)
         transformer = kwargs.get("transformer")
         if Path(str(pretrained_model_name_or_path)).expanduser().is_dir():
             check_weight_files(pretrained_model_name_or_path)  # a damaged file named before diffusers meets it
@@ -103,7 +106,14 @@ class ORVPipeline(DiffusionPipeline):
                             f"pass transformer=<an ORV transformer folder>")
         if "scheduler" not in kwargs:
             pipe.use_checkpoint_scheduler()
+        if preset is not None:
+            pipe.apply_preset(preset)
         return pipe
+
+    def apply_preset(self, preset: str | RolloutPreset) -> RolloutPreset:
+        """Switch to a rollout preset ("paper": the checkpoint's sampler; "fast": 12 DPM steps,
+        measured in docs/fast_rollouts.md; :mod:`.presets`); returns it."""
+        return apply_rollout_preset(self, preset)
 
     def use_checkpoint_scheduler(self) -> None:
         """Set the scheduler class and timestep spacing the transformer's checkpoint was sampled
@@ -249,7 +259,9 @@ class ORVPipeline(DiffusionPipeline):
         cfg = self.transformer.config
         defaults = self.transformer.preprocessing
         prompt = (defaults.prompt or "") if prompt is None else prompt
-        num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+        preset_steps = getattr(self, "_preset_steps", None)  # set by apply_preset; None: the checkpoint's
+        if num_inference_steps is None:
+            num_inference_steps = defaults.num_inference_steps if preset_steps is None else preset_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         multi_view = cfg.num_views is not None
 
@@ -359,11 +371,18 @@ class ORVPipeline(DiffusionPipeline):
         action_scale, text_scale = guidance
         timesteps = self.scheduler.timesteps
         old_pred_original_sample = None
+        # diffusers' other schedulers (UniPC, DPM-Solver++) take no eta (UniPC no generator): pass what step() has
+        accepted = inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
         for i, t in enumerate(self.progress_bar(timesteps)):
+            self._current_timestep = t  # read by diffusers' cache hooks (PAB, FasterCache) via current_timestep
             scaled = self.scheduler.scale_model_input(latents, t)
             model_in = torch.cat([scaled.repeat(branches, *[1] * (scaled.dim() - 1)), image_in], dim=channel_dim)
-            noise_pred = self.transformer(hidden_states=model_in, timestep=t.expand(model_in.shape[0]),
-                                          return_dict=False, **model_inputs)[0].float()
+            # a cache context as diffusers' CogVideoX pipelines set it: the stateful cache hooks need one
+            with self.transformer.cache_context("cond_uncond", step_index=i, num_inference_steps=len(timesteps),
+                                                timestep=t):
+                noise_pred = self.transformer(hidden_states=model_in, timestep=t.expand(model_in.shape[0]),
+                                              return_dict=False, **model_inputs)[0].float()
             preds = noise_pred.chunk(branches)
             pred, k = preds[0], 1
             if action_scale is not None:
@@ -377,9 +396,15 @@ class ORVPipeline(DiffusionPipeline):
                     eta=eta, generator=generator, return_dict=False,
                 )
             else:
-                latents = self.scheduler.step(pred, t, latents, eta=eta, generator=generator, return_dict=False)[0]
+                latents = self.scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]
             latents = latents.to(dtype)
+        self._current_timestep = None
         return latents
+
+    @property
+    def current_timestep(self):
+        """The timestep being denoised (None outside the loop): the cache hooks' clock."""
+        return getattr(self, "_current_timestep", None)
 
     def rollout(self, image, actions, conditions: dict | None = None, chunk_frames: int = 16, **kwargs):
         """An episode of any length by chained chunks; see :func:`.long_horizon.rollout`."""
