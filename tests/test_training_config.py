@@ -98,7 +98,7 @@ def test_the_command_fails_before_any_work(paths, tmp_path, capsys):
 
 def test_shipped_configs_are_valid():
     configs = sorted((ROOT / "configs").glob("**/*.yaml"))
-    training = [p for p in configs if not {"accelerate", "augment", "vla"} & set(p.parts)  # other tools' configs
+    training = [p for p in configs if not {"accelerate", "augment", "vla", "small_painter"} & set(p.parts)  # other tools' configs
                 and not p.name.startswith("vae")]  # orv-vae-train's
     assert len(training) >= 8
     for name in ("vae.yaml", "vae_restart.yaml"):
