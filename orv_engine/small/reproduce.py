@@ -35,13 +35,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from orv_engine.small import PACKAGED_VARIANTS, SMALL_ORV_DIR, VARIANTS
 from orv_engine.small.painter import reproduce as painter
+from orv_engine.small.subprocesses import run_parallel
 
 ROOT = Path(__file__).resolve().parents[2]  # the project (configs/ and benchmarks/ live there)
 OUT = Path("outputs/small")
@@ -54,21 +54,6 @@ STAGES = ("data", "vae", "init", "latents", "stage1", "stage2", "ship", "eval", 
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
-
-
-def _run_parallel(commands: list[list[str]], threads_each: int) -> None:
-    """Run commands side by side (each with ``threads_each`` CPU threads); fail if any fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_each), "MKL_NUM_THREADS": str(threads_each)}
-    procs = [subprocess.Popen(c, env=env) for c in commands]
-    try:
-        codes = [p.wait() for p in procs]
-    except BaseException:
-        for p in procs:
-            p.terminate()
-        raise
-    failed = [" ".join(c) for c, code in zip(commands, codes) if code]
-    if failed:
-        raise SystemExit(f"reproduce-small: failed: {'; '.join(failed)}")
 
 
 def _train(config: str, *extra: str) -> list[str]:
@@ -84,7 +69,7 @@ def stage_data() -> bool:
         return False
     shutil.rmtree(OUT / "data", ignore_errors=True)  # a killed generation leaves partial shards
     os.environ.setdefault("MS_ASSET_DIR", str(ROOT.parent / "shared" / "data" / "maniskill"))
-    _run_parallel([[_bin("orv-sim"), "generate", "--appearance", "randomized", "--episodes", "300",
+    run_parallel([[_bin("orv-sim"), "generate", "--appearance", "randomized", "--episodes", "300",
                     "--val-episodes", "60", "--size", "64", "--jpeg-quality", "95", "--seed", "1000",
                     "--out", str(OUT / "data")]], threads_each=2)
     return True
@@ -95,7 +80,7 @@ def stage_vae() -> bool:
     worked = False
     for config, final in (("vae.yaml", OUT / "vae" / "final" / "vae"), ("vae_restart.yaml", VAE_FINAL)):
         if not (final / "config.json").is_file():
-            _run_parallel([[_bin("orv-vae-train"), str(CONFIGS / config), "--resume", "latest"]], threads_each=2)
+            run_parallel([[_bin("orv-vae-train"), str(CONFIGS / config), "--resume", "latest"]], threads_each=2)
             worked = True
     return worked
 
@@ -115,7 +100,7 @@ def stage_latents() -> bool:
         return False
     configs = {"occupancy": "actions_occupancy.yaml", "fine": "actions_fine.yaml"}
     # the stores need only the VAE: start from init's transformer, not (b)'s (not trained yet)
-    _run_parallel([[_bin("orv-train"), str(CONFIGS / configs[n]), "--pre-encode", "--set",
+    run_parallel([[_bin("orv-train"), str(CONFIGS / configs[n]), "--pre-encode", "--set",
                     "model.transformer_path=null"] for n in todo], threads_each=1)
     return True
 
@@ -123,14 +108,14 @@ def stage_latents() -> bool:
 def stage_stage1() -> bool:
     todo = [v for v in ("no_actions", "actions") if not _done_training(OUT / v)]
     if todo:
-        _run_parallel([_train(f"{v}.yaml") for v in todo], threads_each=1)
+        run_parallel([_train(f"{v}.yaml") for v in todo], threads_each=1)
     return bool(todo)
 
 
 def stage_stage2() -> bool:
     todo = [v for v in ("actions_occupancy", "actions_fine") if not _done_training(OUT / v)]
     if todo:
-        _run_parallel([_train(f"{v}.yaml") for v in todo], threads_each=1)
+        run_parallel([_train(f"{v}.yaml") for v in todo], threads_each=1)
     return bool(todo)
 
 
@@ -154,7 +139,7 @@ def stage_ship(copy_into_package: bool = False) -> bool:
 
 
 def stage_eval() -> bool:
-    _run_parallel([[sys.executable, "-m", "benchmarks.small_ablation", "--weights", str(OUT / "shipped"),
+    run_parallel([[sys.executable, "-m", "benchmarks.small_ablation", "--weights", str(OUT / "shipped"),
                     "--data", str(DATA), "--json", str(OUT / "ablation.json")]], threads_each=2)
     return True
 

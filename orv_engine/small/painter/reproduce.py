@@ -12,14 +12,13 @@ after the small ORV's; each resumes after a kill):
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from orv_engine.small.painter import HELDOUT_FILE, SMALL_PAINTER_DIR
 from orv_engine.small.painter.data import write_heldout
+from orv_engine.small.subprocesses import run_parallel
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = Path("outputs/small_painter")
@@ -28,25 +27,10 @@ STAGES = ("painter_data", "painter", "painter_ship", "painter_eval")
 SHIPPED_HELDOUT_SCENES = 8
 
 
-def _run(*commands: list[str], threads: int = 1) -> None:
-    """Run the commands side by side, ``threads`` CPU threads each; fail if any fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen(c, env=env) for c in commands]
-    try:
-        codes = [p.wait() for p in procs]
-    except BaseException:
-        for p in procs:
-            p.terminate()
-        raise
-    failed = [" ".join(c) for c, code in zip(commands, codes) if code]
-    if failed:
-        raise SystemExit(f"reproduce-small: failed: {'; '.join(failed)}")
-
-
 def stage_painter_data(dataset: Path) -> bool:
     if (OUT / "data" / "train.npz").is_file() and (OUT / "data" / "val.npz").is_file():
         return False
-    _run([sys.executable, "-m", "orv_engine.small.painter.data", str(dataset), str(OUT / "data")])
+    run_parallel([[sys.executable, "-m", "orv_engine.small.painter.data", str(dataset), str(OUT / "data")]])
     return True
 
 
@@ -54,10 +38,10 @@ def stage_painter() -> bool:
     if (OUT / "shipped" / "controlnet-semantics.safetensors").is_file():
         return False
     train = [sys.executable, "-m", "orv_engine.small.painter.train", str(CONFIG), "--only"]
-    _run(train + ["vae,encode,base"])
+    run_parallel([train + ["vae,encode,base"]])
     # the two ControlNets need only the frozen base: one process (one thread) each, side by side
-    _run(*[train + ["controlnet", "--kinds", kind] for kind in ("depth", "semantics")])
-    _run(train + ["assemble"])
+    run_parallel([train + ["controlnet", "--kinds", kind] for kind in ("depth", "semantics")])
+    run_parallel([train + ["assemble"]])
     return True
 
 
@@ -75,7 +59,7 @@ def stage_painter_ship(copy_into_package: bool) -> bool:
 
 
 def stage_painter_eval() -> bool:
-    _run([sys.executable, "-m", "benchmarks.small_painter", "--weights", str(OUT / "shipped"),
-          "--data", str(OUT / "data" / "val.npz"), "--json", str(OUT / "benchmark.json"),
-          "--sheet", str(OUT / "sheet.png")], threads=2)
+    run_parallel([[sys.executable, "-m", "benchmarks.small_painter", "--weights", str(OUT / "shipped"),
+                   "--data", str(OUT / "data" / "val.npz"), "--json", str(OUT / "benchmark.json"),
+                   "--sheet", str(OUT / "sheet.png")]], threads_each=2)
     return True
