@@ -24,12 +24,15 @@ from augment.models import make_generator, make_painter, painter_ids
 from augment.replay import is_replay
 from augment.runner import STAGE_STATES, AugmentRun
 from augment.unit_work import first_frame_unit, replay_first_frame, rollout_unit
+from orv_engine.console import is_verbose, quiet
 
 
 class _UnitWorker:
     """Ray actor body: loads one stage's model once, then does units of that stage."""
 
-    def __init__(self, config_dict: dict, run_dir: str, stage: str):
+    def __init__(self, config_dict: dict, run_dir: str, stage: str, verbose: bool = False):
+        # the driver's --verbose choice: an actor on another node does not inherit its environment
+        quiet(verbose)
         self.config = config_from_dict(config_dict)
         self.run_dir = run_dir
         self.stage = stage
@@ -80,7 +83,7 @@ class RayAugmentRun(AugmentRun):
         rc = self.config.ray
         actor_cls = ray.remote(num_gpus=rc.num_gpus_per_actor, num_cpus=rc.num_cpus_per_actor)(_UnitWorker)
         count = min(self._num_actors(ray), len(todo))
-        actors = [actor_cls.remote(self.config.to_dict(), str(self.run_dir), stage) for _ in range(count)]
+        actors = [actor_cls.remote(self.config.to_dict(), str(self.run_dir), stage, is_verbose()) for _ in range(count)]
         pool = ActorPool(actors)
         start = time.perf_counter()
         with self._bar(len(todo), f"{stage} (ray x{count})") as bar:

@@ -99,7 +99,8 @@ class AugmentRun:
             for path in self.run_dir.glob(pattern):
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
-    def _bar(self, total: int, desc: str):
+    def _bar(self, total: int | None, desc: str):
+        """One stage's bar (stderr, with ETA when ``total`` is known); none when nothing is to do."""
         return tqdm(total=total, desc=desc, unit="unit", disable=not self.progress or total == 0,
                     file=sys.stderr, dynamic_ncols=True)
 
@@ -129,7 +130,10 @@ class AugmentRun:
         done = set(self.manifest.episodes)
         report = SkipReport()
         start, count = time.perf_counter(), 0
-        bar = self._bar(0, "sources")
+        # how many episodes are read is known only with max_episodes and one shard (the files
+        # are read as they come); otherwise the bar counts without an ETA
+        limit = self.config.source.max_episodes
+        bar = self._bar(None if limit is None or self.shard[1] > 1 else max(limit - len(done), 0), "sources")
         for key, episode, reason in iter_source_episodes(self.config, self.shard, done, report):
             record = {"episode_id": episode.meta.episode_id if episode is not None else key, "status": "ready",
                       "reason": None, "steps": 0}
@@ -156,8 +160,9 @@ class AugmentRun:
                 self.log(f"skipped episode {record['episode_id']}: {reason}")
             self.manifest.add_episode(key, record, units)
             count += 1
-            bar.total = count
             bar.update(1)
+        bar.total = count  # the dataset may hold fewer than max_episodes
+        bar.refresh()
         bar.close()
         if report:
             self.log(report.format())

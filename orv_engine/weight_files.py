@@ -10,6 +10,7 @@ this module needs the standard library only.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 
@@ -79,3 +80,24 @@ def check_weight_files(path: str | Path, max_depth: int = 2) -> None:
             problems.append(str(error))
     if problems:
         raise CheckpointError("damaged weights (re-download or re-copy these files):\n  " + "\n  ".join(problems))
+
+
+TORCH_SAVE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
+
+
+def check_training_checkpoint(path: str | Path) -> None:
+    """A training checkpoint folder (accelerate's ``save_state``): its safetensors headers, and
+    every file ``torch.save`` wrote (model / optimizer / scheduler ``.bin``, RNG ``.pkl``) a
+    complete zip archive. ``torch.save`` writes zips since torch 1.6 and a zip's directory sits
+    at its end, so a truncated file fails here at the cost of reading its last bytes."""
+    path = Path(path)
+    check_weight_files(path, max_depth=1)
+    problems = []
+    for file in sorted(p for p in path.rglob("*") if p.suffix in TORCH_SAVE_SUFFIXES and p.is_file()):
+        try:
+            with zipfile.ZipFile(file) as archive:
+                archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            problems.append(f"{file} is not a complete torch file ({type(error).__name__}: {error})")
+    if problems:
+        raise CheckpointError("damaged checkpoint files:\n  " + "\n  ".join(problems))

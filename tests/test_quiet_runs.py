@@ -53,7 +53,7 @@ def test_a_run_prints_its_own_lines_and_one_bar_per_stage_only(config_file, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert _noise(done.stdout + done.stderr) == [], done.stderr[-3000:]
     assert not re.search(r"\w+Warning\b", done.stderr), done.stderr[-3000:]  # no warning of any kind
-    for stage in ("first_frames", "rollouts", "scores"):  # the stage bars, with elapsed<remaining (ETA)
+    for stage in ("sources", "first_frames", "rollouts", "scores"):  # the stage bars, with elapsed<remaining (ETA)
         assert re.search(rf"{stage}: +\d+%.*\[\d\d:\d\d<\d\d:\d\d", done.stderr), done.stderr
     assert "filter: kept" in done.stdout and "report: " in done.stdout
 
@@ -111,3 +111,29 @@ def test_quiet_is_reversible_and_narrow():
         transformers_logging.enable_progress_bar()
         diffusers_logging.set_verbosity_warning()
         transformers_logging.set_verbosity_warning()
+
+
+def _console_scripts() -> dict[str, str]:
+    """``name -> module:function`` of every command setup.cfg installs."""
+    text = (ROOT / "setup.cfg").read_text()
+    block = text.split("console_scripts =", 1)[1]
+    scripts = {}
+    for line in block.splitlines()[1:]:
+        if not line.startswith((" ", "\t")) or "=" not in line:
+            break
+        name, target = (part.strip() for part in line.split("=", 1))
+        scripts[name] = target
+    return scripts
+
+
+def test_every_command_has_verbose(capsys):
+    """Each installed command is quiet by default and takes ``--verbose`` (its --help says so)."""
+    scripts = _console_scripts()
+    assert {"orv-augment", "orv-simpler", "orv-convert", "orv-sim", "orv-data"} <= set(scripts)
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        main = getattr(__import__(module, fromlist=[function]), function)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--help"])
+        assert exit_info.value.code == 0, name
+        assert "--verbose" in capsys.readouterr().out, f"{name} ({target}) has no --verbose"

@@ -25,7 +25,8 @@ from orv_engine.occupancy.from_rgb.camera import EpisodeCamera  # noqa: E402
 from orv_engine.occupancy.from_rgb.pipeline import EpisodeOccupancy  # noqa: E402
 from orv_engine.occupancy.store import OccupancyStore  # noqa: E402
 from orv_engine.occupancy.store.store import STORE_FORMAT  # noqa: E402
-from orv_engine.viewer.rerun_view import DIM_NAMES, as_array, read_episode, read_recording  # noqa: E402
+from orv_engine.viewer.inputs import read_episode  # noqa: E402
+from orv_engine.viewer.rerun_view import DIM_NAMES, as_array, read_recording  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "orv_engine" / "demo_data" / "orv_tabletop" / "1.0.0"

@@ -106,3 +106,54 @@ def test_a_tiny_trained_policy_runs_through_the_harness(tmp_path, shared_data, b
     records = [json.loads(line) for line in (tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()]
     assert all(r["steps"] == 6 and r["video"] for r in records)
     assert records[0]["instruction"].startswith("put the")
+
+
+def test_a_killed_evaluation_resumes_with_the_missing_episodes_only(tmp_path, shared_data, capsys):
+    """Killed after one episode and half a line: the rerun keeps the first, runs the other two,
+    and gives the uninterrupted run's records; other settings in the same folder are refused."""
+    assets = str(shared_data / "maniskill")
+    whole = evaluate(["widowx_cube_on_towel"], "scripted", tmp_path / "whole", episodes=3, max_steps=8,
+                     asset_dir=assets)
+    expected = [json.loads(line) for line in (tmp_path / "whole" / "episodes.jsonl").read_text().splitlines()]
+    assert whole["resumed_episodes"] == 0 and len(expected) == 3
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "evaluation.json").write_text((tmp_path / "whole" / "evaluation.json").read_text())
+    lines = (tmp_path / "whole" / "episodes.jsonl").read_text().splitlines()
+    (killed / "episodes.jsonl").write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # cut mid-write
+    resumed = evaluate(["widowx_cube_on_towel"], "scripted", killed, episodes=3, max_steps=8, asset_dir=assets)
+    assert resumed["resumed_episodes"] == 1
+    printed = capsys.readouterr().out
+    assert "resume: 1 episode(s)" in printed and "1 unreadable line(s) dropped" in printed
+    got = [json.loads(line) for line in (killed / "episodes.jsonl").read_text().splitlines()]
+    drop = ("seconds", "video")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in got] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in expected]
+    assert sorted(p.name for p in (killed / "videos" / "widowx_cube_on_towel").iterdir()) == \
+        ["episode_001.mp4", "episode_002.mp4"]  # episode 0 was not run again
+    assert resumed["tasks"] == whole["tasks"]
+
+    # done: nothing runs; other settings: refused, naming what differs; --overwrite starts over
+    again = evaluate(["widowx_cube_on_towel"], "scripted", killed, episodes=3, max_steps=8, asset_dir=assets)
+    assert again["resumed_episodes"] == 3
+    assert cli.main(["--policy", "scripted", "--tasks", "widowx_cube_on_towel", "--episodes", "3", "--max-steps",
+                     "9", "--asset-dir", assets, "--out", str(killed)]) == 2
+    assert "max_steps: 8 -> 9" in capsys.readouterr().err
+    assert cli.main(["--policy", "scripted", "--tasks", "widowx_cube_on_towel", "--episodes", "1", "--max-steps",
+                     "9", "--asset-dir", assets, "--out", str(killed), "--overwrite"]) == 0
+    assert len((killed / "episodes.jsonl").read_text().splitlines()) == 1
+
+
+def test_episodes_that_never_started_are_tried_again(tmp_path, shared_data):
+    """A missing asset on the first run is recorded; once the assets are there, the rerun runs them."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    first = evaluate(["widowx_cube_on_towel"], "scripted", tmp_path / "out", episodes=1, max_steps=4,
+                     asset_dir=str(empty))
+    assert first["failed_episodes"] == 1
+    settings = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert settings["episodes"] == {"widowx_cube_on_towel": 1} and settings["max_steps"] == 4
+    second = evaluate(["widowx_cube_on_towel"], "scripted", tmp_path / "out", episodes=1, max_steps=4,
+                      asset_dir=str(shared_data / "maniskill"))
+    assert second["resumed_episodes"] == 0 and second["failed_episodes"] == 0

@@ -51,6 +51,38 @@ def test_exact_resume(setup_files, bridge_debug):
     assert (out / "final" / "model.safetensors").is_file()
 
 
+def test_a_damaged_checkpoint_is_named_and_latest_passes_over_it(setup_files, bridge_debug):
+    """A checkpoint damaged after it was written (a truncated weights file, a cut optimizer file):
+    ``--resume latest`` resumes from the newest intact one and says so; naming the damaged one
+    is a CheckpointError naming the file, not a bare traceback."""
+    from orv_engine.weight_files import CheckpointError, check_training_checkpoint
+    from vla_finetune.training.trainer import VLATrainer
+
+    config = _config(setup_files, bridge_debug, "damaged", max_steps=4, checkpoint_every=2)
+    VLATrainer(config, log=lambda message: None).train(stop_after=4)
+    root = Path(config.output_dir) / "checkpoints"
+    newest, older = root / "checkpoint-0000004", root / "checkpoint-0000002"
+    weights = next(newest.glob("*model.*"))  # accelerate's model file (.bin or .safetensors)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    messages = []
+    summary = VLATrainer(config, log=messages.append).train(resume="latest")
+    assert any("passing over a damaged checkpoint" in m and "checkpoint-0000004" in m for m in messages), messages
+    assert any(m.startswith("resumed from") and older.name in m for m in messages), messages
+    assert summary["step"] == 4 and (newest / "train_state.json").is_file()  # step 4 saved again, intact
+    check_training_checkpoint(newest)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"{weights.name}"):
+        VLATrainer(config, log=lambda message: None).train(resume=str(newest))
+    stream = older / "stream-rank0.json"  # a file torch does not write: read when loading
+    stream.write_text(stream.read_text()[:5])
+    with pytest.raises(CheckpointError, match="checkpoint-0000002 cannot be resumed from"):
+        VLATrainer(config, log=lambda message: None).train(resume=str(older))
+    optimizer = older / "optimizer.bin"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="optimizer.bin is not a complete torch file"):
+        VLATrainer(config, log=lambda message: None).train(resume=str(older))
+
+
 def test_config_errors(setup_files, bridge_debug, tmp_path):
     from orv_engine.config_validation import ConfigError
     from vla_finetune.training.config import config_from_dict

@@ -20,6 +20,7 @@ import yaml
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, config_epilog
 from orv_engine.console import add_verbose_argument, quiet
+from orv_engine.weight_files import CheckpointError
 from vla_finetune.training.config import VLAConfig, check_inputs
 from vla_finetune.training.trainer import VLATrainer
 
@@ -48,7 +49,11 @@ def main(argv=None) -> int:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
     trainer = VLATrainer(config)
-    summary = trainer.train(resume=args.resume)
+    try:
+        summary = trainer.train(resume=args.resume)
+    except (CheckpointError, FileNotFoundError) as e:  # a damaged checkpoint or --resume folder, named
+        print(f"orv-vla-train: {e}", file=sys.stderr)
+        return 2
     trainer.log(f"done: step {summary['step']}, peak memory {summary['peak_memory_mb']:.0f} MB")
     return 0
 

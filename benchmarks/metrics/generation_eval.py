@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from benchmarks.metrics import table1
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data.clip_dataset import ClipDataset
 from orv_engine.data.clip_files import write_clip
 from orv_engine.data.clips import clip_config
@@ -201,11 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="frames per metric-network batch")
     p.add_argument("--method", help="row label (default: the checkpoint folder's name)")
     p.add_argument("--quiet", action="store_true")
-    return p
+    return add_verbose_argument(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.transformer)

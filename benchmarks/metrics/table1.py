@@ -31,6 +31,7 @@ from benchmarks.metrics.fid import InceptionFeatures
 from benchmarks.metrics.frechet import frechet_distance_of_features
 from benchmarks.metrics.fvd import I3DFeatures
 from benchmarks.metrics.lpips import LPIPSFrames
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data import clip_files
 from orv_engine.device import resolve_device
 from orv_engine.evaluation import psnr_ssim
@@ -279,11 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="row label (default: the generated folder's name)")
     p.add_argument("--out", help="folder to write table1.csv/.json/.md and per_clip.csv into")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    return p
+    return add_verbose_argument(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         result = evaluate(

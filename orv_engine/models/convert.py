@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.models.checkpoint_files import CheckpointError, checkpoint_files, read_header
 from orv_engine.models.transformer_orv import ORVTransformer3DModel
 from orv_engine.models.transformer_orv_mv import ORVMultiViewTransformer3DModel
@@ -89,6 +90,7 @@ def build_parser(add_subcommands=None, description: str | None = None) -> argpar
     xlabs.set_defaults(convert=lambda a: convert_xlabs_controlnet(a.src, a.dst, a.dtype, a.axes_dims_rope))
     if add_subcommands is not None:
         add_subcommands(sub)
+    add_verbose_argument(parser)
     return parser
 
 
@@ -96,6 +98,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None,
         errors: tuple[type[Exception], ...] = (CheckpointError, ValueError)) -> int:
     """Parse, run the chosen subcommand's ``convert(args) -> Path``; a named error is exit 2."""
     args = parser.parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         dst = args.convert(args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ SURFACE_COLORS = {
 }
 WOOD = "wood"  # the table's own texture (the fixed look)
 DEFAULT_FLOOR = "default"  # ManiSkill's own ground texture
+PROMPT_PARTS = ("table", "floor", "objects", "light")  # what Appearance.prompt can describe
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,34 @@ class Appearance:
     def towel_name(self) -> str:
         return f"{self.towel_color} towel"
 
-    def prompt(self) -> str:
-        """A short description of the scene's look, e.g. for a painter's prompt."""
-        table = "a wooden table" if self.table_color == WOOD else f"a {self.table_color} table"
-        floor = "" if self.floor_color == DEFAULT_FLOOR else f", {self.floor_color} floor"
-        side = _side(self.light_azimuth)
-        light = "bright" if self.light_intensity >= 1.1 else "dim" if self.light_intensity <= 0.75 else "soft"
-        cubes = ", ".join(self.cube_name(i) for i in range(2)) + f" and a {self.cube_name(2)}"
-        return (f"a robot arm above {table}{floor}; a {cubes} and a {self.towel_name} on the table; "
-                f"{light} light from the {side}")
+    def prompt(self, parts: Iterable[str] = PROMPT_PARTS) -> str:
+        """A short description of the scene's look, e.g. for a painter's prompt.
+
+        ``parts``: which of :data:`PROMPT_PARTS` to describe; a part left out is named without
+        its colours ("a table", "three cubes and a towel") or not at all (floor, light), so a
+        painter trained on descriptions with parts left out paints those parts as it likes
+        (different per seed), as an image model trained on captions that leave things out does.
+        """
+        parts = set(parts)
+        if parts - set(PROMPT_PARTS):
+            raise ValueError(f"unknown prompt parts {sorted(parts - set(PROMPT_PARTS))}; parts: {PROMPT_PARTS}")
+        if "table" not in parts:
+            table = "a table"
+        else:
+            table = "a wooden table" if self.table_color == WOOD else f"a {self.table_color} table"
+        # ManiSkill's own ground is named too, so that "no floor words" means "any floor"
+        floor = "" if "floor" not in parts else ", plain floor" if self.floor_color == DEFAULT_FLOOR \
+            else f", {self.floor_color} floor"
+        if "objects" in parts:
+            objects = "a " + ", ".join(self.cube_name(i) for i in range(2)) + f" and a {self.cube_name(2)} and a {self.towel_name}"
+        else:
+            objects = "three cubes and a towel"
+        text = f"a robot arm above {table}{floor}; {objects} on the table"
+        if "light" in parts:
+            side = _side(self.light_azimuth)
+            light = "bright" if self.light_intensity >= 1.1 else "dim" if self.light_intensity <= 0.75 else "soft"
+            text += f"; {light} light from the {side}"
+        return text
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.sim.assets import SimAssetError
 from orv_engine.sim.generate import write_sim_dataset
 
@@ -34,11 +35,12 @@ def _parser() -> argparse.ArgumentParser:
                           "(recorded in episode_metadata/appearance)")
     gen.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the RGB frames (default 85)")
     gen.add_argument("--out", required=True, help="TFDS data dir; the dataset lands in OUT/orv_tabletop/1.0.0")
-    return parser
+    return add_verbose_argument(parser)
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    quiet(args.verbose)
     try:
         path, stats = write_sim_dataset(
             args.out, robot=args.robot, episodes=args.episodes, camera_size=args.size,

@@ -5,7 +5,9 @@ Used by the ORV trainer (``orv_engine.training.trainer``) and the VLA trainer
 holds accelerate's state (model, optimizer, LR scheduler, RNG of every process, registered
 objects such as an EMA), each process's data position (``stream-rank<r>.json``, from the
 subclass's ``self.stream``), the step and the config; it is written to ``.tmp`` and renamed
-when complete, so a run killed while saving resumes from the previous one. Subclasses add
+when complete, so a run killed while saving resumes from the previous one; a complete checkpoint
+damaged afterwards (a truncated weights file, a cut copy) is named, and ``--resume latest`` passes
+over it to the newest intact one, saying so. Subclasses add
 their own files with :meth:`AcceleratedRun.save_extra` (main process, before the rename).
 
 ``train_log.jsonl`` has one JSON line per logged step; on resume the lines after the resumed
@@ -16,13 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import resource
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+
+from orv_engine.weight_files import CheckpointError, check_training_checkpoint
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -37,12 +43,20 @@ def checkpoints(output_dir) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-def resolve_resume(resume: str | None, output_dir) -> Path | None:
+def resolve_resume(resume: str | None, output_dir, log=print) -> Path | None:
+    """The checkpoint to resume from: ``resume`` (a folder) or, for "latest", the newest whose
+    weight files are intact (damaged ones are passed over, said in the log)."""
     if resume is None:
         return None
     if resume == "latest":
-        found = checkpoints(output_dir)
-        return found[-1] if found else None  # nothing saved yet: start fresh
+        for found in reversed(checkpoints(output_dir)):
+            try:
+                check_training_checkpoint(found)
+            except CheckpointError as err:
+                log(f"resume: passing over a damaged checkpoint: {err}")
+                continue
+            return found
+        return None  # nothing (intact) saved yet: start fresh
     path = Path(resume)
     if not (path / "train_state.json").is_file():
         raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no train_state.json)")
@@ -132,8 +146,15 @@ class AcceleratedRun:
                 f"{path} was saved by {state['num_processes']} processes, this run has {acc.num_processes}: "
                 "the data positions are per process; resume with the same number of processes"
             )
-        acc.load_state(str(path))
-        self.stream.load_state_dict(json.loads((path / f"stream-rank{acc.process_index}.json").read_text()))
+        check_training_checkpoint(path)  # a truncated weights / optimizer / RNG file: named
+        try:
+            acc.load_state(str(path))
+            stream_state = json.loads((path / f"stream-rank{acc.process_index}.json").read_text())
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as err:  # a damaged optimizer / RNG / stream file
+            raise CheckpointError(f"{path} cannot be resumed from ({type(err).__name__}: {err}); resume from an "
+                                  "earlier checkpoint (--resume PATH) or delete this one") from err
+        self.stream.load_state_dict(stream_state)
         return int(state["step"])
 
     def resume_or_start(self, resume: str | None, project: str) -> int:
@@ -141,7 +162,7 @@ class AcceleratedRun:
         a fresh log; starts the trackers."""
         acc, cfg = self.accelerator, self.config
         start = 0
-        checkpoint = resolve_resume(resume, self.output_dir)
+        checkpoint = resolve_resume(resume, self.output_dir, self.log)
         if checkpoint is not None:
             start = self.load_checkpoint(checkpoint)
             self.write_log({}, truncate_after=start)

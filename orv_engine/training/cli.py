@@ -99,7 +99,7 @@ def main(argv=None, prog: str = "orv-train", require_multiview: bool = False) ->
             trainer.setup()
             return 0
         return _train(trainer, args.resume)
-    except CheckpointError as e:  # a damaged or foreign model folder, named
+    except (CheckpointError, FileNotFoundError) as e:  # a damaged model folder or checkpoint, named
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
 

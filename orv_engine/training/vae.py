@@ -35,6 +35,7 @@ from diffusers.optimization import get_scheduler
 
 from orv_engine import config_validation
 from orv_engine.config_validation import ConfigError, check_choices, check_range, option
+from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.data.errors import DatasetError
 from orv_engine.data.rlds_reader import RLDSReader
 from orv_engine.evaluation.psnr_ssim import psnr_frames
@@ -330,7 +331,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (dotted key, YAML value)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    quiet(args.verbose)  # before any model is loaded
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as e:

@@ -4,7 +4,8 @@
     orv-simpler --policy scripted --suite ci --out eval/ci                        # what CI runs
     orv-simpler --policy runs/spatialvla/final --tasks carrot_on_plate --episodes 24
 
-Writes episodes.jsonl, metrics.json/.csv, success_by_task.png and per-episode videos.
+Writes episodes.jsonl, metrics.json/.csv, success_by_task.png and per-episode videos. A killed
+evaluation resumes: run the same command again and only the missing episodes run.
 Episode ``e`` of a Bridge task runs SimplerEnv's configuration ``episode_id = seed + e``
 (``--seed``, default 0 as SimplerEnv's ``-s 0``): the same seed gives the same scenes.
 A saved policy runs with its own execution convention (its config's chunk execution)
@@ -18,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from vla_finetune.simpler.evaluate import evaluate
+from orv_engine.console import add_verbose_argument, quiet
+from vla_finetune.simpler.evaluate import EvaluationFolderError, evaluate
 from vla_finetune.simpler.tasks import BRIDGE_SUITE, CI_SUITE, TASKS
 
 
@@ -44,13 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=1, help="parallel environments (GPU simulation only)")
     p.add_argument("--sim-backend", default="physx_cpu", help="physx_cpu, or physx_cuda with --num-envs > 1")
     p.add_argument("--asset-dir", help="MS_ASSET_DIR (default: the environment variable)")
-    p.add_argument("--out", required=True)
-    return p
+    p.add_argument("--out", required=True, help="output folder; a killed evaluation run again into it with the same "
+                   "settings runs only the episodes it is missing")
+    p.add_argument("--overwrite", action="store_true", help="start --out over when it holds another evaluation")
+    return add_verbose_argument(p)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet(args.verbose)  # before a policy is loaded or ManiSkill imported
     tasks = args.tasks or (BRIDGE_SUITE if args.suite == "bridge" else CI_SUITE)
     options = {"num_envs": args.num_envs, "sim_backend": args.sim_backend, "first_seed": args.seed}
     # only what the user set: load_policy otherwise applies the policy's own convention
@@ -60,7 +65,12 @@ def main(argv=None) -> int:
         if args.policy == "scripted" or (":" in args.policy and not Path(args.policy).exists()):
             parser.error("--execution/--execute-steps apply to saved policy folders only")
         options["policy_kwargs"] = overrides
-    summary = evaluate(tasks, args.policy, args.out, args.episodes, args.max_steps, args.asset_dir, **options)
+    try:
+        summary = evaluate(tasks, args.policy, args.out, args.episodes, args.max_steps, args.asset_dir,
+                           overwrite=args.overwrite, **options)
+    except EvaluationFolderError as err:
+        print(f"orv-simpler: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1))
     for name, t in summary["tasks"].items():
         errors = ", ".join(f"{k} x{v}" for k, v in t["errors"].items()) or "none"

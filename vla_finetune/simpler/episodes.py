@@ -142,8 +142,11 @@ def task_process(out, options: dict) -> None:
     except Exception as err:  # set-up failed: the parent records every episode of the task as failed
         out.put(("error", f"{type(err).__name__}: {err}"))
         return
+    skip = set(options.get("skip", ()))  # episodes an earlier run of the same evaluation recorded
     for first in range(0, options["episodes"], num_envs):
         episodes = list(range(first, min(first + num_envs, options["episodes"])))
+        if skip.issuperset(episodes):
+            continue
         # SimplerEnv: one seed per batch, episode ids seed .. seed + num_envs - 1
         seed = options.get("first_seed", 0) + first
         episode_ids = [seed + i for i in range(num_envs)] if task.reset_by_episode_id else None
@@ -204,6 +207,8 @@ def task_process(out, options: dict) -> None:
                     f"crashed: {type(err).__name__}: {err} ({traceback.format_exc(limit=1).splitlines()[-1]})")
         seconds = round((time.perf_counter() - start) / len(records), 3)
         for i, record in enumerate(records):
+            if record["episode"] in skip:  # a batch re-run for its other episodes
+                continue
             if video_dir is not None and frames[i]:
                 record["video"] = _save_video(frames[i], video_dir / task.name / f"episode_{record['episode']:03d}.mp4")
             record["seconds"] = seconds

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orv_engine.sim.appearance import sample_appearance
+from orv_engine.sim.appearance import PROMPT_PARTS, sample_appearance
 
 SMALL_PAINTER_DIR = Path(__file__).resolve().parents[2] / "pretrained" / "small_painter"
 KINDS = ("depth", "semantics")
@@ -39,15 +39,19 @@ DEFAULT_SCALES = {"depth": 1.0, "semantics": 1.0}
 HELDOUT_FILE = "heldout.npz"
 PROMPT_TEMPLATE = "{appearance}"  # the painter knows its training prompts' words only (models.prompt_words)
 DEMO_PROMPT_SEED = 2026
+# An "open" prompt names the objects only: the painter was trained with parts of the description
+# left out (``prompt_part_dropout``), so it paints table, floor and light differently per seed
+OPEN_PROMPT_PARTS = ("objects",)
 
 
-def appearance_prompts(count: int = 4, seed: int = DEMO_PROMPT_SEED) -> list[str]:
+def appearance_prompts(count: int = 4, seed: int = DEMO_PROMPT_SEED, parts=PROMPT_PARTS) -> list[str]:
     """New looks in the words the painter was trained on: ``count`` appearances drawn as the
     simulator draws them (``orv_engine.sim.appearance.sample_appearance``), described by
-    ``Appearance.prompt`` (e.g. "a robot arm above a beige table, dark green floor; a red
-    cube, ... and a blue towel on the table; soft light from the left")."""
+    ``Appearance.prompt(parts)`` (e.g. "a robot arm above a beige table, dark green floor; a red
+    cube, ... and a blue towel on the table; soft light from the left"; with
+    :data:`OPEN_PROMPT_PARTS` "a robot arm above a table; a red cube, ... on the table")."""
     rng = np.random.default_rng(seed)
-    return [sample_appearance(rng).prompt() for _ in range(count)]
+    return [sample_appearance(rng).prompt(parts) for _ in range(count)]
 
 
 def painter_paths(root: str | Path = SMALL_PAINTER_DIR, single_file: bool = False) -> dict:

@@ -39,7 +39,7 @@ TEXT_WIDTH = 64  # T5 d_model = CLIP hidden = the transformer's joint/pooled wid
 CLIP_MAX_LENGTH = 192  # characters: the longest prompt is ~170
 MAX_SEQUENCE_LENGTH = 64  # T5 tokens the painter is trained (and must be run) with
 TEMPLATE_WORDS = ("a robot arm above table floor cube and towel on the light from soft bright dim front back left "
-                  "right wooden").split()
+                  "right wooden plain three cubes").split()
 
 
 def prompt_words() -> list[str]:

@@ -11,7 +11,10 @@ Stages (each skipped when its ``final`` exists, else resumed from its last check
                set from them (mean, 1 / std) and saved in the VAE's config
   base         ``FluxTransformer2DModel`` + CLIP + T5 trained jointly with rectified flow
                matching (x_t = (1 - s) x0 + s e, target e - x0), s ~ logit-normal shifted by the
-               pipeline's own resolution shift, so training sees the sigmas sampling visits
+               pipeline's own resolution shift, so training sees the sigmas sampling visits;
+               each part of the appearance description (table, floor, objects, light) is left
+               out with probability ``prompt_part_dropout``, so a prompt that leaves a part out
+               is painted with that part drawn by the seed (diversity across seeds)
   controlnet   one ``FluxControlNetModel`` per map kind on the frozen base (the same loss; the
                control image made by the first-frame stage's own code, pixel-space as XLabs)
   assemble     the FLUX.1 folder (``FluxPipeline.save_pretrained``) and each ControlNet as a
@@ -48,6 +51,7 @@ from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5Tokenizer
 
 from orv_engine.small.painter.data import load_split
+from orv_engine.sim.appearance import PROMPT_PARTS, Appearance
 from orv_engine.small.painter.models import (CLIP_MAX_LENGTH, MAX_SEQUENCE_LENGTH, build_controlnet, build_scheduler,
                                              build_text_encoders, build_transformer, build_vae, to_xlabs_state_dict)
 
@@ -176,6 +180,17 @@ def pack(latents: torch.Tensor) -> torch.Tensor:
     return FluxPipeline._pack_latents(latents, b, c, h, w)
 
 
+def part_masks(rng: np.random.Generator, n: int, dropout: float) -> np.ndarray:
+    """(n,) ints: bit i set = :data:`PROMPT_PARTS` [i] is described (each left out with ``dropout``)."""
+    keep = rng.random((n, len(PROMPT_PARTS))) >= dropout
+    return (keep * (1 << np.arange(len(PROMPT_PARTS)))).sum(1)
+
+
+def described(appearance: Appearance, mask: int) -> str:
+    """The appearance's description with the parts of ``mask`` (see :func:`part_masks`)."""
+    return appearance.prompt([part for i, part in enumerate(PROMPT_PARTS) if mask >> i & 1])
+
+
 def encode_text(tokenizer, text_encoder, tokenizer_2, text_encoder_2, prompts: list[str]):
     """(pooled (N, D), sequence (N, L, D)) as ``FluxPipeline.encode_prompt`` computes them."""
     ids = tokenizer(prompts, padding="max_length", max_length=CLIP_MAX_LENGTH, truncation=True,
@@ -197,6 +212,7 @@ class Painter:
         self.every = int(self.cfg["checkpoint_every"])
         data = Path(self.cfg["data"])
         self.train = load_split(data / "train.npz")
+        self.appearances = [Appearance.from_json(text) for text in self.train["appearances"]]
         self.scheduler = build_scheduler()
         self.control_processor = VaeImageProcessor(vae_scale_factor=16)  # the pipeline's (vae factor 8 x 2)
 
@@ -248,8 +264,9 @@ class Painter:
         transformer = build_transformer()
         tokenizer, text_encoder, tokenizer_2, text_encoder_2 = build_text_encoders(self.out / "base" / "clip_vocab")
         latents = self.latents()
-        prompts, episode = self.train["prompts"], self.train["episode"]
+        episode = self.train["episode"]
         cfg = self.cfg["base"]
+        dropout = float(cfg.get("prompt_part_dropout", 0.0))
         b, _, h, w = cfg["batch"], *latents.shape[1:]
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)
         txt_ids = torch.zeros(MAX_SEQUENCE_LENGTH, 3)
@@ -257,8 +274,9 @@ class Painter:
         def loss_fn(rng, gen):
             index = rng.integers(0, len(latents), b)
             x0 = pack(latents[index])
+            masks = part_masks(rng, b, dropout)
             pooled, seq = encode_text(tokenizer, text_encoder, tokenizer_2, text_encoder_2,
-                                      [prompts[episode[i]] for i in index])
+                                      [described(self.appearances[episode[i]], m) for i, m in zip(index, masks)])
             noise = torch.randn(x0.shape, generator=gen)
             sigma = sample_sigmas(b, x0.shape[1], self.scheduler.config, gen)
             xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
@@ -302,10 +320,17 @@ class Painter:
         torch.manual_seed(self.seed + 2 + KINDS.index(kind))
         net = build_controlnet(transformer)
         latents, controls = self.latents(), self.control_images(kind)
-        with torch.no_grad():  # the text encoders are frozen now: encode each episode's prompt once
-            pooled_all, seq_all = encode_text(tokenizer, text_encoder, tokenizer_2, text_encoder_2, self.train["prompts"])
+        # the text encoders are frozen now: encode every description of every episode once
+        # (row episode * 2**parts + mask)
+        combos = 1 << len(PROMPT_PARTS)
+        prompts = [described(a, m) for a in self.appearances for m in range(combos)]
+        with torch.no_grad():
+            encoded = [encode_text(tokenizer, text_encoder, tokenizer_2, text_encoder_2, prompts[i:i + 256])
+                       for i in range(0, len(prompts), 256)]
+        pooled_all, seq_all = torch.cat([e[0] for e in encoded]), torch.cat([e[1] for e in encoded])
         episode = self.train["episode"]
         cfg = self.cfg["controlnet"]
+        dropout = float(cfg.get("prompt_part_dropout", 0.0))
         b, _, h, w = cfg["batch"], *latents.shape[1:]
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)
         txt_ids = torch.zeros(MAX_SEQUENCE_LENGTH, 3)
@@ -313,7 +338,8 @@ class Painter:
         def loss_fn(rng, gen):
             index = rng.integers(0, len(latents), b)
             x0 = pack(latents[index])
-            pooled, seq = pooled_all[episode[index]], seq_all[episode[index]]
+            rows = episode[index] * combos + part_masks(rng, b, dropout)
+            pooled, seq = pooled_all[rows], seq_all[rows]
             noise = torch.randn(x0.shape, generator=gen)
             sigma = sample_sigmas(b, x0.shape[1], self.scheduler.config, gen)
             xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
