@@ -196,126 +196,14 @@ def dataset_links(run_dir: Path, state: dict) -> str:
 
 
 # -- the page ----------------------------------------------------------------------------
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222}
-nav{position:sticky;top:0;background:#fff;padding:.4em 0;border-bottom:1px solid #ddd;z-index:2}
-nav a{margin-right:1em}
-table{border-collapse:collapse;margin:.6em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}
-th{background:#f3f3f3}
-table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
-table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
-table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.fail{background:#fdd}
-tr[data-decision=keep] td:nth-child(5){color:#070;font-weight:bold}
-tr[data-decision=drop] td:nth-child(5),tr[data-decision=failed] td:nth-child(5){color:#a00;font-weight:bold}
-.tablebar{margin:.5em 0}
-.tablewrap{overflow-x:auto}
-#units td:first-child{white-space:nowrap}
-.tablebar input{width:22em}
-.streams{display:flex;flex-wrap:wrap;gap:8px}
-.streams figure{margin:0;display:flex;flex-direction:column;align-items:center;width:200px}
-.streams img,.streams video{width:192px;height:auto;image-rendering:pixelated;background:#000}
-.streams figcaption{font-size:12px;text-align:center}
-.controls{margin:.4em 0;display:flex;gap:.8em;align-items:center}
-.controls input[type=range]{width:20em}
-.episode{border-top:1px solid #ddd;margin-top:1.2em}
-img.plot{max-width:100%}
-.note{color:#666;font-size:13px}
-"""
+# the page's hand-written CSS and JavaScript (no library, no CDN), inlined so the page stands alone
+PAGE_FILES = Path(__file__).with_name("report_page")
 
-# Hand-written, no library: sortable/filterable units table; one synchronised player per episode.
-SCRIPT = r"""
-(function(){
-  'use strict';
-  function cellKey(td){
-    if(td.dataset.value!==undefined){
-      return td.dataset.value==='' ? null : parseFloat(td.dataset.value);
-    }
-    return td.textContent.trim().toLowerCase();
-  }
-  document.querySelectorAll('table.sortable').forEach(function(table){
-    var ths=table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(ths,function(th,col){
-      th.addEventListener('click',function(){
-        var asc=th.getAttribute('aria-sort')!=='ascending';
-        Array.prototype.forEach.call(ths,function(o){o.removeAttribute('aria-sort');});
-        th.setAttribute('aria-sort',asc?'ascending':'descending');
-        var body=table.tBodies[0];
-        var rows=Array.prototype.slice.call(body.rows);
-        rows.sort(function(a,b){
-          var x=cellKey(a.cells[col]), y=cellKey(b.cells[col]);
-          if(x===null&&y===null) return 0;
-          if(x===null) return 1;   // empty cells last, whatever the direction
-          if(y===null) return -1;
-          var c=(x<y)?-1:(x>y)?1:0;
-          return asc?c:-c;
-        });
-        rows.forEach(function(r){body.appendChild(r);});
-      });
-    });
-  });
-  var text=document.getElementById('unit-filter'), decision=document.getElementById('decision-filter');
-  var count=document.getElementById('unit-count');
-  function applyFilter(){
-    var table=document.getElementById('units');
-    if(!table) return;
-    var q=(text.value||'').trim().toLowerCase(), d=decision.value, shown=0, rows=table.tBodies[0].rows;
-    Array.prototype.forEach.call(rows,function(r){
-      var ok=(!q||r.textContent.toLowerCase().indexOf(q)>=0)&&(!d||r.dataset.decision===d);
-      r.hidden=!ok; if(ok) shown++;
-    });
-    count.textContent=shown+' of '+rows.length+' units';
-  }
-  if(text&&decision){
-    text.addEventListener('input',applyFilter); decision.addEventListener('change',applyFilter); applyFilter();
-  }
 
-  document.querySelectorAll('.player').forEach(function(player){
-    var videos=Array.prototype.slice.call(player.querySelectorAll('video'));
-    if(!videos.length) return;
-    var fps=parseFloat(player.dataset.fps)||5, frames=parseInt(player.dataset.frames,10)||1;
-    var lead=videos[0], button=player.querySelector('button.play');
-    var seek=player.querySelector('input.seek'), label=player.querySelector('.frame');
-    var speed=player.querySelector('select.speed'), playing=false;
-    function show(t){
-      var f=Math.min(frames-1,Math.floor(t*fps+1e-6));
-      seek.value=f; label.textContent='frame '+f+' / '+(frames-1);
-    }
-    function follow(){
-      if(!playing) return;
-      var t=lead.currentTime;
-      videos.forEach(function(v){
-        if(v!==lead&&Math.abs(v.currentTime-t)>0.5/fps&&t<v.duration) v.currentTime=t;
-      });
-      show(t);
-      requestAnimationFrame(follow);
-    }
-    function play(){
-      playing=true; button.textContent='\u275A\u275A pause';
-      videos.forEach(function(v){
-        v.playbackRate=parseFloat(speed.value);
-        var p=v.play(); if(p&&p.catch) p.catch(function(){});  // a pause() before the start is no error
-      });
-      requestAnimationFrame(follow);
-    }
-    function pause(){
-      playing=false; button.textContent='\u25B6 play';
-      videos.forEach(function(v){v.pause();});
-    }
-    button.addEventListener('click',function(){ if(playing) pause(); else play(); });
-    seek.addEventListener('input',function(){
-      pause();
-      var t=(parseInt(seek.value,10)+0.5)/fps;
-      videos.forEach(function(v){v.currentTime=Math.min(t,v.duration||t);});
-      show(t);
-    });
-    speed.addEventListener('change',function(){videos.forEach(function(v){v.playbackRate=parseFloat(speed.value);});});
-    player.orvPlay=play; player.orvPause=pause;  // for tests and the console
-  });
-})();
-"""
+def page_asset(name: str) -> str:
+    return (PAGE_FILES / name).read_text(encoding="utf-8")
+
+
 
 
 def player_html(run_dir: Path, streams: list[dict], fps: int, frames: int) -> str:
@@ -507,6 +395,6 @@ def write_report(run_dir, max_sheets: int = 50) -> Path:
     path = run_dir / "report.html"
     atomic_write_text(path, "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
                             "<meta name='viewport' content='width=device-width'><title>orv-augment report</title>"
-                            f"<style>{STYLE}</style></head><body><nav>{''.join(nav)}</nav>{''.join(parts)}"
-                            f"<script>{SCRIPT}</script></body></html>")
+                            f"<style>{page_asset('viewer.css')}</style></head><body><nav>{''.join(nav)}</nav>{''.join(parts)}"
+                            f"<script>{page_asset('viewer.js')}</script></body></html>")
     return path

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.figures import write_figures
 from augment import unit_work
 from augment.config import config_from_dict
 from augment.demo import demo_config, write_demo_models
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
     print("time split: " + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in split.items()))
     print(f"whole loop: {3600 * clips / total:.0f} clips/hour")
     if args.json:
-        Path(args.json).write_text(json.dumps({"stages": rows, "split": split, "total": total}, indent=1))
+        write_figures({"stages": rows, "split": split, "total": total}, args.json, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ the released models and projects H100 seconds per BridgeV2 episode.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import orv_engine  # noqa: F401  (its torch-before-TensorFlow import order)
 import torch
 
+from benchmarks.figures import write_figures
 from benchmarks.occupancy_projection import KEYFRAMES, project_h100
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -222,9 +222,7 @@ def main(argv=None) -> int:
         return 2
     print(table(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_figures(result, args.json)
     return 0
 
 

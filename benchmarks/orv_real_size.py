@@ -49,6 +49,7 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.figures import write_figures
 from orv_engine.models import ORVTransformer3DModel
 from orv_engine.models.configs import COGVIDEOX_2B, ORV_2B
 from orv_engine.models.loading import read_transformer_config
@@ -342,8 +343,7 @@ def main(argv=None) -> None:
     result["wall_s"] = time.perf_counter() - start
     print(f"\nwall time {result['wall_s']:.1f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"figures written to {args.json}")
+        write_figures(result, args.json)
 
 
 if __name__ == "__main__":

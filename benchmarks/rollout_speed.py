@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.figures import write_figures
 from augment.gpu_cost import PAPER_ROLLOUT_GPU_SECONDS, projected_rollout_seconds
 from orv_engine.evaluation.psnr_ssim import finite_mean, psnr_frames, ssim_frames
 from orv_engine.occupancy.condition_images import encoded_condition_images
@@ -442,9 +443,7 @@ def main(argv=None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(markdown(result) + "\n")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_figures(result, args.json)
     return 0
 
 

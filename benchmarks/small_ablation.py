@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.figures import write_figures
 from orv_engine.data.rlds_reader import resolve_dataset_dir
 from orv_engine.small import SMALL_ORV_DIR, VARIANTS, present_variants, small_orv_available
 from orv_engine.small.evaluate import (
@@ -217,9 +217,7 @@ def main(argv=None) -> int:
         return 2
     print(table(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_figures(result, args.json)
     return 0
 
 

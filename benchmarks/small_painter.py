@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.figures import write_figures
 from augment.first_frames.painter import FirstFramePainter
 from orv_engine.console import add_verbose_argument, quiet
 from orv_engine.sim.appearance import Appearance
@@ -246,8 +247,7 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join("" if k not in row else f"{row[k]:.3f}" for k in keys) + " |")
     print(json.dumps({k: result[k] for k in ("layout_f1", "layout_f1_random", "layout_f1_true_render", "met")}))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_figures(result, args.json)
     if args.sheet:
         write_sheet(sheet, Path(args.sheet))
     return 0

@@ -17,15 +17,14 @@ overhead (action encoder, fusion) over-represented relative to a 30-layer model.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 import time
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.figures import write_figures
 from orv_engine.models import ORVTransformer3DModel, stock_config, transformer_config
 from orv_engine.models.action_adaln import _per_frame, expert_adaln, final_adaln
 
@@ -237,8 +236,7 @@ def main(argv=None) -> None:
                   f"ORV extra {extra * 1e3:+.1f} ms -> ratio {(full + extra) / full:.4f}")
             figures["2b_estimated_ratio"] = (full + extra) / full
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_figures(figures, args.json)
 
 
 if __name__ == "__main__":

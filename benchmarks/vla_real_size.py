@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 import vla_finetune  # noqa: F401  (import order)
+from benchmarks.figures import write_figures
 from orv_engine.testing.released_robovlms import released_statistics
 from orv_engine.testing.released_spatialvla import NUM_BINS, gaussian_bin_policy
 from orv_engine.testing.tiny_vla import tiny_gemma_tokenizer, tiny_kosmos2_tokenizer
@@ -284,8 +285,7 @@ def main(argv=None) -> int:
                                               "torch": torch.__version__,
                                               "load_average": list(os.getloadavg())}}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        write_figures(report, args.json, indent=1)
     return 0 if len(ok) == len(results) else 1
 
 

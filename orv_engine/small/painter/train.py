@@ -180,6 +180,20 @@ def pack(latents: torch.Tensor) -> torch.Tensor:
     return FluxPipeline._pack_latents(latents, b, c, h, w)
 
 
+def position_ids(batch: int, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image ids, text ids) of a batch of packed latents, as the pipeline makes them."""
+    h, w = latents.shape[-2:]
+    return (FluxPipeline._prepare_latent_image_ids(batch, h // 2, w // 2, "cpu", torch.float32),
+            torch.zeros(MAX_SEQUENCE_LENGTH, 3))
+
+
+def noised(x0: torch.Tensor, scheduler_config, gen: torch.Generator):
+    """(noise, sigma, x_t) of rectified flow matching: x_t = (1 - s) x0 + s noise."""
+    noise = torch.randn(x0.shape, generator=gen)
+    sigma = sample_sigmas(x0.shape[0], x0.shape[1], scheduler_config, gen)
+    return noise, sigma, (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+
+
 def part_masks(rng: np.random.Generator, n: int, dropout: float) -> np.ndarray:
     """(n,) ints: bit i set = :data:`PROMPT_PARTS` [i] is described (each left out with ``dropout``)."""
     keep = rng.random((n, len(PROMPT_PARTS))) >= dropout
@@ -267,9 +281,8 @@ class Painter:
         episode = self.train["episode"]
         cfg = self.cfg["base"]
         dropout = float(cfg.get("prompt_part_dropout", 0.0))
-        b, _, h, w = cfg["batch"], *latents.shape[1:]
-        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)
-        txt_ids = torch.zeros(MAX_SEQUENCE_LENGTH, 3)
+        b = cfg["batch"]
+        img_ids, txt_ids = position_ids(b, latents)
 
         def loss_fn(rng, gen):
             index = rng.integers(0, len(latents), b)
@@ -277,9 +290,7 @@ class Painter:
             masks = part_masks(rng, b, dropout)
             pooled, seq = encode_text(tokenizer, text_encoder, tokenizer_2, text_encoder_2,
                                       [described(self.appearances[episode[i]], m) for i, m in zip(index, masks)])
-            noise = torch.randn(x0.shape, generator=gen)
-            sigma = sample_sigmas(b, x0.shape[1], self.scheduler.config, gen)
-            xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+            noise, sigma, xt = noised(x0, self.scheduler.config, gen)
             pred = transformer(hidden_states=xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=sigma,
                                img_ids=img_ids, txt_ids=txt_ids, return_dict=False)[0]
             return F.mse_loss(pred, noise - x0)
@@ -331,18 +342,15 @@ class Painter:
         episode = self.train["episode"]
         cfg = self.cfg["controlnet"]
         dropout = float(cfg.get("prompt_part_dropout", 0.0))
-        b, _, h, w = cfg["batch"], *latents.shape[1:]
-        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)
-        txt_ids = torch.zeros(MAX_SEQUENCE_LENGTH, 3)
+        b = cfg["batch"]
+        img_ids, txt_ids = position_ids(b, latents)
 
         def loss_fn(rng, gen):
             index = rng.integers(0, len(latents), b)
             x0 = pack(latents[index])
             rows = episode[index] * combos + part_masks(rng, b, dropout)
             pooled, seq = pooled_all[rows], seq_all[rows]
-            noise = torch.randn(x0.shape, generator=gen)
-            sigma = sample_sigmas(b, x0.shape[1], self.scheduler.config, gen)
-            xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+            noise, sigma, xt = noised(x0, self.scheduler.config, gen)
             blocks, singles = net(hidden_states=xt, controlnet_cond=controls[index], conditioning_scale=1.0,
                                   encoder_hidden_states=seq, pooled_projections=pooled, timestep=sigma, img_ids=img_ids,
                                   txt_ids=txt_ids, return_dict=False)
